@@ -11,6 +11,7 @@
 //! [`faults`] (fault switches, request counters) and its own inspection
 //! routes, documented in its module.
 
+pub mod catalog;
 pub mod faults;
 pub mod world;
 
