@@ -1,1 +1,12 @@
-//! placeholder
+//! Trueup's integration tests: one binary, one module per topic (as
+//! wasmtime does), so the suite links once.
+//!
+//! Plugin tests load components built by `scripts/setup` from
+//! `target/plugins/`; run `scripts/test`, which builds them first.
+
+mod support;
+
+mod manifest;
+mod plugin_capabilities;
+mod plugin_limits;
+mod plugin_versioning;

@@ -1,0 +1,95 @@
+//! What a connector returns, independent of the WIT version it was built
+//! for. Records are the core model's types; these are the envelopes.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use trueup_core::model::ServiceLine;
+
+/// A page of a listing and the cursor to the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a connector says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorDescription {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it can do (`write-quantity`, `usage-all-accounts`, ...).
+    pub capabilities: Vec<String>,
+}
+
+/// Which contracts to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractFilter {
+    /// Contract type names; empty means all.
+    pub types: Vec<String>,
+    /// Only active contracts.
+    pub active_only: bool,
+}
+
+/// How a PSA should record a quantity change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangePolicy {
+    /// Effective on a date, keeping history the PSA's way.
+    Dated,
+    /// In place, now.
+    Immediate,
+}
+
+/// An approved change to write: SET the quantity from a date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantityChange {
+    /// The contract.
+    pub contract_id: String,
+    /// The line.
+    pub line_id: String,
+    /// The product identifier of the line.
+    pub product_identifier: String,
+    /// The quantity Trueup last read.
+    pub expected_quantity: Decimal,
+    /// The quantity to set.
+    pub new_quantity: Decimal,
+    /// First day of the new quantity (inclusive).
+    pub effective_date: NaiveDate,
+    /// Dated or immediate.
+    pub policy: ChangePolicy,
+    /// Stable across retries.
+    pub idempotency_key: String,
+}
+
+/// One HTTP call a write would make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedCall {
+    /// HTTP method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// JSON body, without secrets.
+    pub body: Option<String>,
+    /// Why.
+    pub purpose: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// PSA record ids created or changed.
+    pub record_ids: Vec<String>,
+    /// False when the PSA already held the state (nothing written).
+    pub changed: bool,
+    /// The line as read back.
+    pub line: ServiceLine,
+    /// Notes for the user.
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,88 @@
+//! The WIT API versions this host supports, one module per version
+//! (Zed's `since_vX_Y_Z` pattern).
+//!
+//! To add `0.2.0` beside `0.1.0`: put its WIT in `wit/since_v0.2.0/`, add a
+//! `since_v0_2_0` module with its own `bindgen!`, a variant in
+//! [`ApiVersion`] and in the session enums, and map its types onto the
+//! version-independent types in [`crate::types`]. Plugins built for `0.1.x`
+//! keep loading through `since_v0_1_0`.
+
+pub mod since_v0_1_0;
+
+use std::fmt;
+
+/// A supported `trueup:connector` API version line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiVersion {
+    /// `trueup:connector@0.1.x`.
+    V0_1,
+}
+
+/// The version lines this host supports, oldest first.
+pub const SUPPORTED: &[ApiVersion] = &[ApiVersion::V0_1];
+
+impl ApiVersion {
+    /// The oldest version of the line.
+    pub fn oldest(self) -> (u64, u64, u64) {
+        match self {
+            ApiVersion::V0_1 => since_v0_1_0::MIN_VERSION,
+        }
+    }
+
+    /// The newest version of the line this host knows.
+    pub fn newest(self) -> (u64, u64, u64) {
+        match self {
+            ApiVersion::V0_1 => since_v0_1_0::MAX_VERSION,
+        }
+    }
+
+    /// The line `version` (e.g. `0.1.0`) belongs to, if supported. Within a
+    /// `0.x` line only patch releases are compatible (semver for 0.x).
+    pub fn for_version(version: &str) -> Option<Self> {
+        let parsed = parse_version(version)?;
+        SUPPORTED.iter().copied().find(|line| {
+            let (min, max) = (line.oldest(), line.newest());
+            parsed.0 == min.0 && parsed.1 == min.1 && parsed >= min && parsed <= max
+        })
+    }
+
+    /// The range this host supports, for messages: `0.1.0–0.1.x`.
+    pub fn supported_range() -> String {
+        let oldest = SUPPORTED.first().map(|l| l.oldest()).unwrap_or_default();
+        let newest = SUPPORTED.last().map(|l| l.newest()).unwrap_or_default();
+        format!(
+            "{}.{}.{}–{}.{}.x",
+            oldest.0, oldest.1, oldest.2, newest.0, newest.1
+        )
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor, _) = self.oldest();
+        write!(f, "{major}.{minor}")
+    }
+}
+
+/// `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
+pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_their_line() {
+        assert_eq!(ApiVersion::for_version("0.1.0"), Some(ApiVersion::V0_1));
+        assert_eq!(ApiVersion::for_version("0.2.0"), None);
+        assert_eq!(ApiVersion::for_version("1.0.0"), None);
+        assert_eq!(ApiVersion::for_version("0.0.9"), None);
+        assert_eq!(ApiVersion::for_version("zero"), None);
+        assert_eq!(ApiVersion::supported_range(), "0.1.0–0.1.x");
+    }
+}
