@@ -34,7 +34,7 @@ pub use host::{ProgressReport, ProgressSink, SessionOptions};
 pub use manifest::{PluginKind, PluginManifest};
 pub use plugin::{LoadedPlugin, PluginSettings};
 pub use secrets::{PluginSecrets, SecretValue};
-pub use session::{PsaSession, VendorSession};
+pub use session::{CallStats, PsaSession, VendorSession};
 pub use types::{
     ChangePolicy, ConnectorDescription, ContractFilter, Page, PlannedCall, QuantityChange,
     WriteOutcome,

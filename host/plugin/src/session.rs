@@ -25,6 +25,21 @@ use crate::types::{
 };
 use crate::wit::since_v0_1_0::{self as v0_1, psa, types, vendor};
 
+/// What one export call cost: for benchmarks and sync health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    /// The export.
+    pub export: &'static str,
+    /// Wall time of the call.
+    pub wall: std::time::Duration,
+    /// Time inside host calls (HTTP round trips).
+    pub host_time: std::time::Duration,
+    /// Time running WebAssembly: wall time minus host time.
+    pub wasm_time: std::time::Duration,
+    /// HTTP requests sent.
+    pub requests: u32,
+}
+
 struct Live<B> {
     store: Store<HostState>,
     bindings: B,
@@ -315,6 +330,17 @@ macro_rules! call_export {
             $bindings => tokio::time::timeout(timeout, $call).await,
         };
         let mut trapped = false;
+        {
+            let call = &live.store.data().call;
+            let wall = call.started.elapsed();
+            $session.last_call = Some(CallStats {
+                export,
+                wall,
+                host_time: call.host_time,
+                wasm_time: wall.saturating_sub(call.host_time),
+                requests: call.requests,
+            });
+        }
         let result = $session
             .caller
             .classify(export, &live.store, outcome, &mut trapped);
@@ -328,6 +354,7 @@ macro_rules! call_export {
 /// A session with a PSA connector.
 pub struct PsaSession {
     caller: Caller,
+    last_call: Option<CallStats>,
     live: Option<Live<PsaBindings>>,
 }
 
@@ -352,6 +379,7 @@ impl LoadedPlugin {
                 plugin: self.clone(),
                 options,
             },
+            last_call: None,
             live: None,
         })
     }
@@ -377,6 +405,7 @@ impl LoadedPlugin {
                 plugin: self.clone(),
                 options,
             },
+            last_call: None,
             vendor,
             live: None,
         })
@@ -384,6 +413,11 @@ impl LoadedPlugin {
 }
 
 impl PsaSession {
+    /// The cost of the last call made on this session.
+    pub fn last_call(&self) -> Option<CallStats> {
+        self.last_call
+    }
+
     /// Creates the instance now rather than at the first call (to measure
     /// instantiation, or to check that the plugin starts).
     ///
@@ -545,11 +579,17 @@ impl PsaSession {
 /// A session with a vendor connector.
 pub struct VendorSession {
     caller: Caller,
+    last_call: Option<CallStats>,
     vendor: VendorId,
     live: Option<Live<VendorBindings>>,
 }
 
 impl VendorSession {
+    /// The cost of the last call made on this session.
+    pub fn last_call(&self) -> Option<CallStats> {
+        self.last_call
+    }
+
     /// Creates the instance now rather than at the first call (to measure
     /// instantiation, or to check that the plugin starts).
     ///
