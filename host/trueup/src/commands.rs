@@ -1,1 +1,3 @@
 //! One module per `trueup` subcommand.
+
+pub mod plugin;

@@ -1,1 +1,6 @@
-//! placeholder
+//! The Trueup host process as a library: configuration, the plugin runtime,
+//! and (in later modules) sync, write-back and the web server. The `trueup`
+//! binary is a thin CLI over it.
+
+pub mod config;
+pub mod runtime;

@@ -1,20 +1,48 @@
 //! The `trueup` command line.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use trueup::config::{Config, DEFAULT_CONFIG_FILE};
 
 mod commands;
 
 #[derive(Debug, Parser)]
 #[command(name = "trueup", version, about = "Billing reconciliation for MSPs")]
 struct Cli {
+    /// The configuration file (default: ./trueup.toml when present).
+    #[arg(long, global = true, env = "TRUEUP_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Inspect and check connector plugins.
+    Plugin(commands::plugin::PluginArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(&PathBuf::from(DEFAULT_CONFIG_FILE), false)?,
+    };
+    let config = Arc::new(config);
+    match cli.command {
+        Command::Plugin(args) => commands::plugin::run(config, args),
+    }
 }

@@ -1,0 +1,400 @@
+//! `trueup.toml`: the admin's configuration.
+//!
+//! ```toml
+//! data_dir = "data"                      # SQLite file, plugin cache, keys
+//!
+//! [store]
+//! url = "sqlite://data/trueup.db"        # or postgres://user@host/db
+//!
+//! [server]
+//! bind = "127.0.0.1:8080"
+//!
+//! [billing]
+//! time_zone = "America/Chicago"          # the MSP's business day
+//! currency = "USD"
+//!
+//! [psa]
+//! plugin = "trueup.connectwise"
+//! contract_types = ["Managed Services"]
+//!
+//! [[vendors]]
+//! id = "microsoft-365"                   # the vendor integration id on cards
+//! name = "Microsoft 365"
+//! plugin = "trueup.microsoft365"
+//!
+//! [plugins."trueup.connectwise"]
+//! path = "target/plugins/trueup.connectwise"
+//! [plugins."trueup.connectwise".config]
+//! base_url = "https://na.myconnectwise.net"
+//! [plugins."trueup.connectwise".grants]
+//! http = ["https://na.myconnectwise.net"]
+//! secrets = ["private_key"]
+//! ```
+//!
+//! Unknown fields are refused; errors name the file, line and field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use trueup_plugin_host::limits::LimitSettings;
+use trueup_plugin_host::{Grants, PluginSettings, Pooling};
+
+/// The file read when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "trueup.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Trueup keeps its files (SQLite database, plugin cache, key
+    /// file). Relative paths are relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Storage.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The web server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The plugin runtime.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Billing defaults.
+    #[serde(default)]
+    pub billing: BillingConfig,
+    /// The PSA connector.
+    #[serde(default)]
+    pub psa: Option<PsaConfig>,
+    /// Vendor integrations backed by plugins.
+    #[serde(default)]
+    pub vendors: Vec<VendorConfig>,
+    /// Installed plugins by id.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginEntry>,
+    /// Rules.
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; default
+    /// `sqlite://<data_dir>/trueup.db`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// Mark session cookies `Secure` (set when served over HTTPS, directly
+    /// or behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            secure_cookies: false,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Pooling allocator policy.
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// Compiled-plugin cache; default `<data_dir>/plugin-cache`.
+    #[serde(default)]
+    pub plugin_cache: Option<PathBuf>,
+}
+
+/// `[billing]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// The IANA time zone whose calendar day is "today" for the MSP.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// ISO currency of PSA prices.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+impl BillingConfig {
+    /// The MSP's time zone (validated at load).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Today's date in the MSP's time zone.
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now().with_timezone(&self.zone()).date_naive()
+    }
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: default_time_zone(),
+            currency: default_currency(),
+        }
+    }
+}
+
+/// `[psa]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PsaConfig {
+    /// The plugin id.
+    pub plugin: String,
+    /// Contract types to sync; empty means all.
+    #[serde(default)]
+    pub contract_types: Vec<String>,
+}
+
+/// `[[vendors]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorConfig {
+    /// The vendor integration id used on cards and mappings.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The plugin id.
+    pub plugin: String,
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// The rule script loaded when the store holds no active version yet.
+    #[serde(default = "default_rules")]
+    pub path: PathBuf,
+}
+
+fn default_rules() -> PathBuf {
+    PathBuf::from("rules/default.rhai")
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            path: default_rules(),
+        }
+    }
+}
+
+/// `[plugins."<id>"]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// The plugin directory (with `plugin.toml` and the component).
+    pub path: PathBuf,
+    /// Whether to load it.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Non-secret config values.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Capability grants.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Caps on requested limits.
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl PluginEntry {
+    /// The settings the plugin host takes.
+    pub fn settings(&self) -> PluginSettings {
+        PluginSettings {
+            config: self.config.clone(),
+            grants: self.grants.clone(),
+            limits: self.limits,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {problem}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when `path` is the default file and it
+    /// does not exist. Relative paths inside become relative to the file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, the line and the field.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let error = |problem: String| ConfigError {
+            file: path.to_owned(),
+            problem,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default().rooted(Path::new(".")));
+            }
+            Err(e) => return Err(error(format!("cannot be read: {e}"))),
+        };
+        let config = Self::parse(&text).map_err(error)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Ok(config.rooted(base))
+    }
+
+    /// Parses configuration text.
+    ///
+    /// # Errors
+    /// The problem, with its line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_owned(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(psa) = &self.psa
+            && !self.plugins.contains_key(&psa.plugin)
+        {
+            return Err(format!(
+                "[psa] plugin = {:?} has no [plugins.{:?}] entry",
+                psa.plugin, psa.plugin
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for vendor in &self.vendors {
+            if !ids.insert(vendor.id.as_str()) {
+                return Err(format!("[[vendors]] id {:?} is used twice", vendor.id));
+            }
+            if !self.plugins.contains_key(&vendor.plugin) {
+                return Err(format!(
+                    "[[vendors]] {:?} uses plugin {:?}, which has no [plugins.{:?}] entry",
+                    vendor.id, vendor.plugin, vendor.plugin
+                ));
+            }
+        }
+        if self.billing.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!(
+                "[billing] time_zone = {:?} is not an IANA time zone name like \"America/Chicago\"",
+                self.billing.time_zone
+            ));
+        }
+        Ok(())
+    }
+
+    fn rooted(mut self, base: &Path) -> Self {
+        let root = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        root(&mut self.data_dir);
+        root(&mut self.rules.path);
+        if let Some(cache) = &mut self.runtime.plugin_cache {
+            root(cache);
+        }
+        for entry in self.plugins.values_mut() {
+            root(&mut entry.path);
+        }
+        self
+    }
+
+    /// The store URL: `[store] url` or SQLite in the data directory.
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("trueup.db").display())
+        })
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn plugin_cache(&self) -> PathBuf {
+        self.runtime
+            .plugin_cache
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = Config::parse("").expect("empty is valid");
+        assert_eq!(config.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.billing.time_zone, "UTC");
+        assert!(config.plugins.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let error = Config::parse("[server]\nbind = \"127.0.0.1:8080\"\nport = 9\n").expect_err("unknown");
+        assert_eq!(error, "line 3: unknown field `port`, expected `bind` or `secure_cookies`");
+        let error = Config::parse("[billing]\ntime_zone = \"Mars/Olympus\"\n").expect_err("zone");
+        assert_eq!(
+            error,
+            "[billing] time_zone = \"Mars/Olympus\" is not an IANA time zone name like \"America/Chicago\""
+        );
+        let error = Config::parse("[psa]\nplugin = \"x\"\n").expect_err("no entry");
+        assert_eq!(error, "[psa] plugin = \"x\" has no [plugins.\"x\"] entry");
+    }
+
+    #[test]
+    fn plugin_paths_are_relative_to_the_config_file() {
+        let config = Config::parse("[plugins.\"a.b\"]\npath = \"plugins/a\"\n")
+            .expect("valid")
+            .rooted(Path::new("/etc/trueup"));
+        assert_eq!(config.plugins["a.b"].path, PathBuf::from("/etc/trueup/plugins/a"));
+        assert_eq!(config.data_dir, PathBuf::from("/etc/trueup/data"));
+    }
+}
