@@ -173,7 +173,8 @@ pub fn drifted_product(customer: &Customer) -> &'static Product {
     if taken.is_empty() {
         &PRODUCTS[0]
     } else {
-        *rng.pick(&taken)
+        let picked: &&'static Product = rng.pick(&taken);
+        picked
     }
 }
 

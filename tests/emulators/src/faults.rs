@@ -83,7 +83,9 @@ enum Injected {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these plain counters in a
     // state worse than "slightly off", so recover the guard.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Faults {
@@ -105,7 +107,11 @@ impl Faults {
     /// Whether list endpoints serving `path` must loop their paging.
     pub fn paging_loop(&self, path: &str) -> bool {
         let plan = lock(&self.plan);
-        plan.paging_loop && plan.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        plan.paging_loop
+            && plan
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
     }
 
     /// A snapshot of the counters.
@@ -134,7 +140,11 @@ impl Faults {
 
     fn take_fault(&self, path: &str) -> Option<Injected> {
         let mut plan = lock(&self.plan);
-        if plan.path_contains.as_deref().is_some_and(|p| !path.contains(p)) {
+        if plan
+            .path_contains
+            .as_deref()
+            .is_some_and(|p| !path.contains(p))
+        {
             return None;
         }
         if plan.rate_limited > 0 {
@@ -349,8 +359,14 @@ mod tests {
             server_errors: 2,
             ..FaultPlan::default()
         });
-        assert!(matches!(faults.take_fault("/x"), Some(Injected::ServerError)));
-        assert!(matches!(faults.take_fault("/x"), Some(Injected::ServerError)));
+        assert!(matches!(
+            faults.take_fault("/x"),
+            Some(Injected::ServerError)
+        ));
+        assert!(matches!(
+            faults.take_fault("/x"),
+            Some(Injected::ServerError)
+        ));
         assert!(faults.take_fault("/x").is_none());
     }
 

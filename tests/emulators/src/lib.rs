@@ -12,7 +12,9 @@
 //! routes, documented in its module.
 
 pub mod catalog;
+pub mod common;
 pub mod faults;
+pub mod vendor_common;
 pub mod world;
 
 pub mod autotask;
@@ -141,16 +143,18 @@ impl Drop for Running {
 
 /// Builds the router of one emulator.
 pub fn router(kind: Kind, ctx: &EmulatorContext) -> Router {
-    let api = match kind {
-        Kind::ConnectWise => connectwise::router(ctx),
-        Kind::Autotask => autotask::router(ctx),
-        Kind::HaloPsa => halopsa::router(ctx),
-        Kind::Microsoft => microsoft::router(ctx),
-        Kind::Pax8 => pax8::router(ctx),
-        Kind::NinjaOne => ninjaone::router(ctx),
-        Kind::Huntress => huntress::router(ctx),
+    // PSA emulators return their `/_emulator/<psa>` inspection routes apart,
+    // merged after the fault layer so faults never touch them.
+    let (api, inspection) = match kind {
+        Kind::ConnectWise => connectwise::routers(ctx),
+        Kind::Autotask => autotask::routers(ctx),
+        Kind::HaloPsa => halopsa::routers(ctx),
+        Kind::Microsoft => microsoft::routers(ctx),
+        Kind::Pax8 => pax8::routers(ctx),
+        Kind::NinjaOne => ninjaone::routers(ctx),
+        Kind::Huntress => huntress::routers(ctx),
     };
-    faults::wrap(api, ctx.faults.clone())
+    faults::wrap(api, ctx.faults.clone()).merge(inspection)
 }
 
 /// Starts one emulator on `bind` (port 0 picks a free port).

@@ -117,15 +117,59 @@ pub struct World {
 }
 
 const FIRST: &[&str] = &[
-    "Northwind", "Contoso", "Fabrikam", "Tailspin", "Adventure", "Litware", "Proseware", "Wingtip",
-    "Alpine", "Blue Yonder", "Coho", "Fourth Coffee", "Humongous", "Lucerne", "Margie's", "Trey",
-    "Wide World", "Woodgrove", "Graphic", "Datum", "Southridge", "Bellows", "Relecloud", "Cronus",
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Tailspin",
+    "Adventure",
+    "Litware",
+    "Proseware",
+    "Wingtip",
+    "Alpine",
+    "Blue Yonder",
+    "Coho",
+    "Fourth Coffee",
+    "Humongous",
+    "Lucerne",
+    "Margie's",
+    "Trey",
+    "Wide World",
+    "Woodgrove",
+    "Graphic",
+    "Datum",
+    "Southridge",
+    "Bellows",
+    "Relecloud",
+    "Cronus",
 ];
 const SECOND: &[&str] = &[
-    "Dental", "Legal", "Logistics", "Accounting", "Engineering", "Medical", "Realty", "Foods",
-    "Insurance", "Architects", "Manufacturing", "Travel", "Vineyards", "Clinic", "Partners", "Labs",
+    "Dental",
+    "Legal",
+    "Logistics",
+    "Accounting",
+    "Engineering",
+    "Medical",
+    "Realty",
+    "Foods",
+    "Insurance",
+    "Architects",
+    "Manufacturing",
+    "Travel",
+    "Vineyards",
+    "Clinic",
+    "Partners",
+    "Labs",
 ];
-const SUFFIX: &[&str] = &["Group", "LLC", "Inc", "Ltd", "Co", "Associates", "Holdings", "PC"];
+const SUFFIX: &[&str] = &[
+    "Group",
+    "LLC",
+    "Inc",
+    "Ltd",
+    "Co",
+    "Associates",
+    "Holdings",
+    "PC",
+];
 
 impl World {
     /// Builds the world for `seed` with `customers` customers.
@@ -223,8 +267,16 @@ mod tests {
     fn the_same_seed_builds_the_same_world() {
         let a = World::new(7, 50);
         let b = World::new(7, 50);
-        let names_a: Vec<_> = a.customers.iter().map(|c| (&c.name, c.m365_users)).collect();
-        let names_b: Vec<_> = b.customers.iter().map(|c| (&c.name, c.m365_users)).collect();
+        let names_a: Vec<_> = a
+            .customers
+            .iter()
+            .map(|c| (&c.name, c.m365_users))
+            .collect();
+        let names_b: Vec<_> = b
+            .customers
+            .iter()
+            .map(|c| (&c.name, c.m365_users))
+            .collect();
         assert_eq!(names_a, names_b);
     }
 
@@ -248,7 +300,10 @@ mod tests {
             Drift::MissingService,
             Drift::NoVendorData,
         ] {
-            assert!(world.customers.iter().any(|c| c.drift == drift), "{drift:?} missing");
+            assert!(
+                world.customers.iter().any(|c| c.drift == drift),
+                "{drift:?} missing"
+            );
         }
         assert!(world.customers.iter().any(|c| c.vendor_only));
         assert!(world.customers.iter().any(|c| c.psa_only));
