@@ -10,3 +10,4 @@ mod manifest;
 mod plugin_capabilities;
 mod plugin_limits;
 mod plugin_versioning;
+mod pull;

@@ -3,4 +3,5 @@
 //! binary is a thin CLI over it.
 
 pub mod config;
+pub mod pull;
 pub mod runtime;

@@ -140,6 +140,10 @@ impl vendor::Guest for Hostile {
                 authorized_get("/slow")?;
                 Ok(UsagePage { items: vec![], next_cursor: None })
             }
+            "cursor-loop" => Ok(UsagePage {
+                items: vec![record(1)],
+                next_cursor: Some("page-2".into()),
+            }),
             "bad-date" => {
                 let mut bad = record(1);
                 bad.commitment_end = Some(Date { year: 2025, month: 2, day: 30 });
