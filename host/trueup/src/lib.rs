@@ -5,3 +5,4 @@
 pub mod config;
 pub mod pull;
 pub mod runtime;
+pub mod secret_box;
