@@ -20,6 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::cycles::CycleAnchor;
+
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -93,7 +95,99 @@ text_id!(
     ProductId
 );
 
+// ------------------------------------------------------------ decimals
+
+/// Serde for money and quantities: written as JSON strings (`"12.50"`) and
+/// read from strings or JSON integers, never from JSON fractions.
+///
+/// serde_json reads `12.5` as an `f64` before `Decimal` sees it, so a
+/// fractional JSON number would pass through binary floating point; rejecting
+/// it with a message that says to quote the value keeps floats out of money.
+pub mod amount {
+    use std::fmt;
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Writes the decimal as a string, keeping its scale (`"12.50"`).
+    pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    /// Reads a decimal from a string (`"12.50"`) or a JSON integer (`12`).
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        deserializer.deserialize_any(AmountVisitor)
+    }
+
+    struct AmountVisitor;
+
+    impl Visitor<'_> for AmountVisitor {
+        type Value = Decimal;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a decimal number as a string (e.g. \"12.50\") or an integer")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+            Decimal::from_str(v.trim())
+                .map_err(|e| E::custom(format!("`{v}` is not a decimal number: {e}")))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+            Err(E::custom(format!(
+                "the fractional number {v} must be written as a string (e.g. \"{v}\") so it is not read as binary floating point"
+            )))
+        }
+    }
+
+    /// The same rules for an optional amount; `null` or a missing field is
+    /// `None` (pair with `#[serde(default)]`).
+    pub mod option {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes `Some` as a string, `None` as `null`.
+        pub fn serialize<S: Serializer>(
+            value: &Option<Decimal>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => serializer.collect_str(v),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        /// Reads `null`, a string or a JSON integer.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Decimal>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Decimal);
+            Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(v)| v))
+        }
+    }
+}
+
 // ---------------------------------------------------------------- PSA side
+
+/// A vendor account, named by vendor and account id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountRef {
+    /// The vendor integration.
+    pub vendor: VendorId,
+    /// The account inside that vendor.
+    pub account: AccountId,
+}
 
 /// Whether a PSA company is a current customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,6 +214,10 @@ pub struct Company {
     pub domains: Vec<String>,
     /// Active or not.
     pub status: CompanyStatus,
+    /// Vendor accounts the PSA itself links to this company (e.g. a tenant
+    /// id stored in a custom field); matching treats them as exact id links.
+    #[serde(default)]
+    pub account_links: Vec<AccountRef>,
 }
 
 /// A contract's state in the PSA.
@@ -207,6 +305,10 @@ pub struct Contract {
     /// Periods ending on or before this day are posted and locked (inclusive).
     #[serde(default)]
     pub posted_through: Option<NaiveDate>,
+    /// How this contract's periods are laid out; `None` uses the PSA
+    /// profile's anchor.
+    #[serde(default)]
+    pub cycle_anchor: Option<CycleAnchor>,
 }
 
 /// A recurring service line on a contract.
@@ -223,10 +325,13 @@ pub struct ServiceLine {
     /// Description as billed.
     pub description: String,
     /// Quantity billed now.
+    #[serde(with = "amount")]
     pub quantity: Decimal,
-    /// Price per unit.
+    /// Price per unit, per billing period.
+    #[serde(with = "amount")]
     pub unit_price: Decimal,
-    /// Cost per unit.
+    /// Cost per unit, per billing period.
+    #[serde(with = "amount")]
     pub unit_cost: Decimal,
     /// First billed day (inclusive).
     #[serde(default)]
@@ -236,6 +341,23 @@ pub struct ServiceLine {
     pub cancelled_date: Option<NaiveDate>,
     /// Whether the line is billed to the customer.
     pub billable: bool,
+}
+
+/// A PSA catalogue item: the price a product is sold at when a new line is
+/// added for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    /// The product identifier usage is mapped to.
+    pub product_identifier: ProductId,
+    /// Description.
+    pub description: String,
+    /// List price per unit, per billing period of the contract a new line
+    /// is added to.
+    #[serde(with = "amount")]
+    pub unit_price: Decimal,
+    /// Cost per unit, per billing period.
+    #[serde(with = "amount")]
+    pub unit_cost: Decimal,
 }
 
 // ------------------------------------------------------------- vendor side
@@ -280,7 +402,10 @@ pub struct VendorAccount {
 
 /// Attributes a rule can filter on, sorted by key, keys unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "BTreeMap<Arc<str>, Arc<str>>", into = "BTreeMap<Arc<str>, Arc<str>>")]
+#[serde(
+    from = "BTreeMap<Arc<str>, Arc<str>>",
+    into = "BTreeMap<Arc<str>, Arc<str>>"
+)]
 pub struct Attributes(Vec<(Arc<str>, Arc<str>)>);
 
 impl Attributes {
@@ -313,6 +438,15 @@ impl Attributes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Replaces every key and value by `f` of it (keys stay sorted: `f`
+    /// must return equal text), e.g. to share one `Arc` per distinct string.
+    pub fn replace_strings(&mut self, mut f: impl FnMut(&Arc<str>) -> Arc<str>) {
+        for (k, v) in &mut self.0 {
+            *k = f(k);
+            *v = f(v);
+        }
+    }
 }
 
 impl From<BTreeMap<Arc<str>, Arc<str>>> for Attributes {
@@ -339,11 +473,12 @@ pub struct UsageObservation {
     /// SKU display name.
     pub sku_name: Arc<str>,
     /// Units used (not rounded: rounding is a rule decision).
+    #[serde(with = "amount")]
     pub quantity: Decimal,
     /// Unit of measure ("licence", "device", ...).
     pub unit: Arc<str>,
     /// Vendor cost per unit, when the vendor reports it.
-    #[serde(default)]
+    #[serde(default, with = "amount::option")]
     pub unit_cost: Option<Decimal>,
     /// The vendor's billing term, e.g. "Monthly", "Annual".
     #[serde(default)]
@@ -354,7 +489,8 @@ pub struct UsageObservation {
     /// Attributes for rules.
     #[serde(default)]
     pub attributes: Attributes,
-    /// When the observation was taken.
+    /// When the observation was taken. Its UTC calendar date is the
+    /// business day the observation counts for in usage measures.
     pub observed_at: DateTime<Utc>,
 }
 
@@ -394,6 +530,7 @@ pub enum MappingMethod {
     /// threshold, otherwise kept as a suggestion.
     FuzzyName {
         /// Similarity in 0..=1.
+        #[serde(with = "amount")]
         score: Decimal,
     },
     /// No candidate was good enough.

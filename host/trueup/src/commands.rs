@@ -1,3 +1,4 @@
 //! One module per `trueup` subcommand.
 
 pub mod plugin;
+pub mod reconcile;

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Inspect and check connector plugins.
     Plugin(commands::plugin::PluginArgs),
+    /// Reconcile a snapshot file and print the service cards.
+    Reconcile(commands::reconcile::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +46,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Arc::new(config);
     match cli.command {
         Command::Plugin(args) => commands::plugin::run(config, args),
+        Command::Reconcile(args) => commands::reconcile::run(args),
     }
 }
