@@ -36,7 +36,9 @@ async fn flaky_server(status: StatusCode, failures: u32) -> (String, Arc<AtomicU
             }),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     (format!("http://{addr}"), seen)
@@ -139,7 +141,11 @@ async fn a_paging_loop_is_stopped_not_followed() {
         .await
         .expect_err("loop detected");
     match error {
-        PullError::PagingLoop { phase, cursor, stats } => {
+        PullError::PagingLoop {
+            phase,
+            cursor,
+            stats,
+        } => {
             assert_eq!(phase, "usage");
             assert_eq!(cursor, "page-2");
             // accounts (1 page), then usage: page 1 and the repeat.

@@ -279,7 +279,10 @@ impl Config {
             Err(e) => return Err(error(format!("cannot be read: {e}"))),
         };
         let config = Self::parse(&text).map_err(error)?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Ok(config.rooted(base))
     }
 
@@ -350,9 +353,10 @@ impl Config {
 
     /// The store URL: `[store] url` or SQLite in the data directory.
     pub fn store_url(&self) -> String {
-        self.store.url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("trueup.db").display())
-        })
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("trueup.db").display()))
     }
 
     /// The compiled-plugin cache directory.
@@ -378,8 +382,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_field() {
-        let error = Config::parse("[server]\nbind = \"127.0.0.1:8080\"\nport = 9\n").expect_err("unknown");
-        assert_eq!(error, "line 3: unknown field `port`, expected `bind` or `secure_cookies`");
+        let error =
+            Config::parse("[server]\nbind = \"127.0.0.1:8080\"\nport = 9\n").expect_err("unknown");
+        assert_eq!(
+            error,
+            "line 3: unknown field `port`, expected `bind` or `secure_cookies`"
+        );
         let error = Config::parse("[billing]\ntime_zone = \"Mars/Olympus\"\n").expect_err("zone");
         assert_eq!(
             error,
@@ -394,7 +402,10 @@ mod tests {
         let config = Config::parse("[plugins.\"a.b\"]\npath = \"plugins/a\"\n")
             .expect("valid")
             .rooted(Path::new("/etc/trueup"));
-        assert_eq!(config.plugins["a.b"].path, PathBuf::from("/etc/trueup/plugins/a"));
+        assert_eq!(
+            config.plugins["a.b"].path,
+            PathBuf::from("/etc/trueup/plugins/a")
+        );
         assert_eq!(config.data_dir, PathBuf::from("/etc/trueup/data"));
     }
 }

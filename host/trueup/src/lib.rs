@@ -3,6 +3,7 @@
 //! binary is a thin CLI over it.
 
 pub mod config;
+pub mod conformance;
 pub mod pull;
 pub mod runtime;
 pub mod secret_box;

@@ -185,12 +185,20 @@ impl Retrier<'_> {
                     });
                 }
                 self.stats.rate_limit_wait += wait;
-                tracing::info!(phase, ?wait, "rate limited; waiting before retrying the same page");
+                tracing::info!(
+                    phase,
+                    ?wait,
+                    "rate limited; waiting before retrying the same page"
+                );
                 wait
             }
             _ if error.is_transient() && attempt < self.policy.max_attempts => {
                 let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-                let wait = self.policy.base_backoff.saturating_mul(factor).min(self.policy.max_backoff);
+                let wait = self
+                    .policy
+                    .base_backoff
+                    .saturating_mul(factor)
+                    .min(self.policy.max_backoff);
                 self.stats.backoff_wait += wait;
                 tracing::warn!(phase, attempt, ?wait, error = %error, "transient failure; retrying");
                 wait

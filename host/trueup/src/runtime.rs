@@ -12,7 +12,9 @@ use crate::config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// No such plugin in `trueup.toml`.
-    #[error("no plugin {id:?} in the configuration (configured: {configured}); add a [plugins.{id:?}] section")]
+    #[error(
+        "no plugin {id:?} in the configuration (configured: {configured}); add a [plugins.{id:?}] section"
+    )]
     Unknown {
         /// The id asked for.
         id: String,
@@ -62,18 +64,31 @@ impl Runtime {
     /// # Errors
     /// [`RuntimeError`] saying what to fix.
     pub fn load(&self, id: &str) -> Result<Arc<LoadedPlugin>, RuntimeError> {
-        let entry = self.config.plugins.get(id).ok_or_else(|| RuntimeError::Unknown {
-            id: id.to_owned(),
-            configured: if self.config.plugins.is_empty() {
-                "none".into()
-            } else {
-                self.config.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
-            },
-        })?;
+        let entry = self
+            .config
+            .plugins
+            .get(id)
+            .ok_or_else(|| RuntimeError::Unknown {
+                id: id.to_owned(),
+                configured: if self.config.plugins.is_empty() {
+                    "none".into()
+                } else {
+                    self.config
+                        .plugins
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })?;
         if !entry.enabled {
             return Err(RuntimeError::Disabled(id.to_owned()));
         }
-        Ok(LoadedPlugin::load(&self.engine, &entry.path, &entry.settings())?)
+        Ok(LoadedPlugin::load(
+            &self.engine,
+            &entry.path,
+            &entry.settings(),
+        )?)
     }
 
     /// Loads a plugin directory that is not in the configuration, with no

@@ -147,7 +147,13 @@ impl SecretBox {
         // Encryption with a valid key and in-memory buffers cannot fail.
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default();
         Sealed {
             nonce: nonce.to_vec(),
@@ -160,7 +166,12 @@ impl SecretBox {
     /// # Errors
     /// [`SecretBoxError::Open`] when the key is wrong or the data was
     /// tampered with or moved.
-    pub fn open(&self, owner: &str, name: &str, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
+    pub fn open(
+        &self,
+        owner: &str,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
         let fail = || SecretBoxError::Open {
             owner: owner.to_owned(),
             name: name.to_owned(),
@@ -171,7 +182,13 @@ impl SecretBox {
         let nonce = XNonce::from_slice(&sealed.nonce);
         let aad = associated_data(owner, name);
         self.cipher
-            .decrypt(nonce, Payload { msg: &sealed.ciphertext, aad: &aad })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| fail())
     }
@@ -217,10 +234,15 @@ mod tests {
         let sb = test_box();
         let sealed = sb.seal("trueup.connectwise", "private_key", b"hunter22");
         assert_ne!(sealed.ciphertext, b"hunter22".to_vec());
-        let opened = sb.open("trueup.connectwise", "private_key", &sealed).expect("opens");
+        let opened = sb
+            .open("trueup.connectwise", "private_key", &sealed)
+            .expect("opens");
         assert_eq!(opened.as_slice(), b"hunter22");
         assert!(sb.open("trueup.autotask", "private_key", &sealed).is_err());
-        assert!(sb.open("trueup.connectwise", "public_key", &sealed).is_err());
+        assert!(
+            sb.open("trueup.connectwise", "public_key", &sealed)
+                .is_err()
+        );
     }
 
     #[test]
@@ -245,11 +267,17 @@ mod tests {
         let first = SecretBox::load_from(dir.path(), None).expect("created");
         let sealed = first.seal("p", "n", b"v");
         let second = SecretBox::load_from(dir.path(), None).expect("reused");
-        assert_eq!(second.open("p", "n", &sealed).expect("same key").as_slice(), b"v");
+        assert_eq!(
+            second.open("p", "n", &sealed).expect("same key").as_slice(),
+            b"v"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).expect("file").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("file")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -261,8 +289,14 @@ mod tests {
         let from_env = SecretBox::load_from(dir.path(), Some(encoded)).expect("env key");
         let sealed = from_env.seal("p", "n", b"v");
         let direct = SecretBox::from_key(&[9u8; KEY_LEN], "direct").expect("key");
-        assert_eq!(direct.open("p", "n", &sealed).expect("same key").as_slice(), b"v");
-        assert!(!dir.path().join(KEY_FILE).exists(), "no key file when the env key is set");
+        assert_eq!(
+            direct.open("p", "n", &sealed).expect("same key").as_slice(),
+            b"v"
+        );
+        assert!(
+            !dir.path().join(KEY_FILE).exists(),
+            "no key file when the env key is set"
+        );
     }
 
     #[test]

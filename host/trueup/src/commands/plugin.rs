@@ -1,4 +1,4 @@
-//! `trueup plugin list | inspect | check`.
+//! `trueup plugin list | inspect | check | test`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use trueup_plugin_host::plugin::{check_api, check_component, check_settings};
 use trueup_plugin_host::{LoadedPlugin, PluginKind, PluginSecrets, PluginSettings, SessionOptions};
 
 use trueup::config::Config;
+use trueup::conformance;
 use trueup::runtime::Runtime;
 
 /// `trueup plugin ...`.
@@ -37,6 +38,15 @@ enum PluginCommand {
         /// A configured plugin id, or a plugin directory.
         plugin: String,
     },
+    /// Run the PSA conformance scenario against a bundled emulator and
+    /// print a pass/fail table; exits non-zero when a check fails.
+    Test {
+        /// A configured plugin id, or a plugin directory.
+        plugin: String,
+        /// The emulator: connectwise, autotask or halopsa.
+        #[arg(long)]
+        against: conformance::Against,
+    },
 }
 
 /// Runs `trueup plugin ...`.
@@ -50,6 +60,10 @@ pub fn run(config: Arc<Config>, args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::Check { plugin } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(check(config, &plugin))
+        }
+        PluginCommand::Test { plugin, against } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(test(config, &plugin, against))
         }
     }
 }
@@ -68,7 +82,12 @@ fn resolve(config: &Config, plugin: &str) -> anyhow::Result<(PathBuf, PluginSett
         if config.plugins.is_empty() {
             "none configured".to_owned()
         } else {
-            config.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            config
+                .plugins
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     )
 }
@@ -79,7 +98,10 @@ fn list(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let runtime = Runtime::new(Arc::new(config.clone()))?;
-    println!("{:<26} {:<7} {:<9} {:<6} STATUS", "ID", "KIND", "VERSION", "API");
+    println!(
+        "{:<26} {:<7} {:<9} {:<6} STATUS",
+        "ID", "KIND", "VERSION", "API"
+    );
     for (id, entry) in &config.plugins {
         if !entry.enabled {
             println!("{id:<26} {:<7} {:<9} {:<6} disabled", "-", "-", "-");
@@ -113,7 +135,11 @@ fn inspect_plugin(config: &Config, plugin: &str) -> anyhow::Result<()> {
     if !manifest.description.is_empty() {
         println!("  {}", manifest.description);
     }
-    println!("  kind:        {} (world {})", manifest.kind, manifest.kind.world());
+    println!(
+        "  kind:        {} (world {})",
+        manifest.kind,
+        manifest.kind.world()
+    );
     println!("  api:         trueup:connector@{}", manifest.api);
     if !manifest.authors.is_empty() {
         println!("  authors:     {}", manifest.authors.join(", "));
@@ -121,7 +147,11 @@ fn inspect_plugin(config: &Config, plugin: &str) -> anyhow::Result<()> {
     if let Some(license) = &manifest.license {
         println!("  license:     {license}");
     }
-    println!("  component:   {} ({} KiB)", component_path.display(), bytes.len() / 1024);
+    println!(
+        "  component:   {} ({} KiB)",
+        component_path.display(),
+        bytes.len() / 1024
+    );
     println!("  exports:     {}", interface.exports.join(", "));
     println!("  imports:     {}", interface.imports.join(", "));
     println!("  config:");
@@ -137,17 +167,35 @@ fn inspect_plugin(config: &Config, plugin: &str) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "(unset)".to_owned())
         };
         let required = if entry.required { " required" } else { "" };
-        println!("    {key:<22}{required:<9} {value:<30} {}", entry.description);
+        println!(
+            "    {key:<22}{required:<9} {value:<30} {}",
+            entry.description
+        );
     }
     println!("  capabilities:");
-    println!("    http declared: {}", list_or_none(&manifest.capabilities.http));
+    println!(
+        "    http declared: {}",
+        list_or_none(&manifest.capabilities.http)
+    );
     println!("    http granted:  {}", list_or_none(&settings.grants.http));
-    println!("    private nets:  {}", list_or_none(&settings.grants.private_networks));
-    println!("    secrets declared: {}", list_or_none(&manifest.capabilities.secrets));
-    println!("    secrets granted:  {}", list_or_none(&settings.grants.secrets));
+    println!(
+        "    private nets:  {}",
+        list_or_none(&settings.grants.private_networks)
+    );
+    println!(
+        "    secrets declared: {}",
+        list_or_none(&manifest.capabilities.secrets)
+    );
+    println!(
+        "    secrets granted:  {}",
+        list_or_none(&settings.grants.secrets)
+    );
     let limits = EffectiveLimits::resolve(&manifest.limits, &settings.limits);
     println!("  limits (effective):");
-    println!("    memory:        {} MiB", limits.memory_bytes / (1024 * 1024));
+    println!(
+        "    memory:        {} MiB",
+        limits.memory_bytes / (1024 * 1024)
+    );
     println!("    call timeout:  {:?}", limits.call_timeout);
     println!("    cpu budget:    {:?}", limits.cpu_budget);
     println!("    response cap:  {} bytes", limits.max_response_bytes);
@@ -195,14 +243,21 @@ async fn check(config: Arc<Config>, plugin: &str) -> anyhow::Result<()> {
     };
     checks.report("api version supported", check_api(&manifest).map(|_| ()));
     if configured {
-        checks.report("trueup.toml settings match the manifest", check_settings(&manifest, &settings));
+        checks.report(
+            "trueup.toml settings match the manifest",
+            check_settings(&manifest, &settings),
+        );
     }
     let component = std::fs::read(manifest.component_path(&dir))
         .with_context(|| format!("reading {}", manifest.component_path(&dir).display()));
     if let Some(bytes) = checks.report("component readable", component)
-        && let Some(interface) = checks.report("component is a connector", inspect::interface(&bytes))
+        && let Some(interface) =
+            checks.report("component is a connector", inspect::interface(&bytes))
     {
-        checks.report("component matches the manifest", check_component(&manifest, &interface).map(|_| ()));
+        checks.report(
+            "component matches the manifest",
+            check_component(&manifest, &interface).map(|_| ()),
+        );
     }
     for name in &manifest.capabilities.secrets {
         if configured && !settings.grants.secrets.contains(name) {
@@ -227,14 +282,15 @@ async fn check(config: Arc<Config>, plugin: &str) -> anyhow::Result<()> {
             },
         };
         if let Some(description) = checks.report("starts and answers describe", described) {
-            let consistent = if description.id == manifest.id && description.version == manifest.version {
-                Ok(())
-            } else {
-                Err(format!(
-                    "describe says {} {}, plugin.toml says {} {}",
-                    description.id, description.version, manifest.id, manifest.version
-                ))
-            };
+            let consistent =
+                if description.id == manifest.id && description.version == manifest.version {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "describe says {} {}, plugin.toml says {} {}",
+                        description.id, description.version, manifest.id, manifest.version
+                    ))
+                };
             checks.report("describe agrees with the manifest", consistent);
         }
     }
@@ -242,5 +298,24 @@ async fn check(config: Arc<Config>, plugin: &str) -> anyhow::Result<()> {
         bail!("{} failed its checks", manifest.id);
     }
     println!("{} {} is ready", manifest.id, manifest.version);
+    Ok(())
+}
+
+async fn test(
+    config: Arc<Config>,
+    plugin: &str,
+    against: conformance::Against,
+) -> anyhow::Result<()> {
+    let (dir, settings, _) = resolve(&config, plugin)?;
+    let runtime = Runtime::new(config.clone())?;
+    let scenario = conformance::Scenario::standard(config.billing.today());
+    let report = conformance::run(runtime.engine(), &dir, &settings, against, &scenario).await?;
+    println!("{report}");
+    if !report.passed() {
+        bail!(
+            "{} failed the conformance scenario against {against}",
+            report.plugin
+        );
+    }
     Ok(())
 }
