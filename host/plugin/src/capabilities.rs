@@ -119,7 +119,11 @@ impl HostPattern {
                 "the host must be a name, an IP address or *.domain; a bare * is not allowed",
             ));
         }
-        if host.contains('*') && !(host.starts_with("*.") && !host[2..].contains('*')) {
+        let wildcard_ok = match host.strip_prefix("*.") {
+            Some(domain) => !domain.contains('*'),
+            None => !host.contains('*'),
+        };
+        if !wildcard_ok {
             return Err(fail(
                 "a wildcard may only lead the host, as in *.example.com",
             ));

@@ -2,8 +2,10 @@
 //! and (in later modules) sync, write-back and the web server. The `trueup`
 //! binary is a thin CLI over it.
 
+pub mod auth;
 pub mod config;
 pub mod conformance;
 pub mod pull;
 pub mod runtime;
+pub mod schedule;
 pub mod secret_box;
