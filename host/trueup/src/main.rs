@@ -25,6 +25,8 @@ enum Command {
     Plugin(commands::plugin::PluginArgs),
     /// Reconcile a snapshot file and print the service cards.
     Reconcile(commands::reconcile::ReconcileArgs),
+    /// Check, test, explain and dry-run the Rhai mapping rules.
+    Rules(commands::rules::RulesArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +49,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Plugin(args) => commands::plugin::run(config, args),
         Command::Reconcile(args) => commands::reconcile::run(args),
+        Command::Rules(args) => commands::rules::run(config, args),
     }
 }

@@ -1,0 +1,1045 @@
+//! Test cases beside rule files (`default.rhai` → `default.tests.toml`):
+//! usage rows for one company, optionally PSA lines, and what the rules
+//! must make of them (products, quantities, effective dates). Run by
+//! `trueup rules test`, by the crate's own tests, and by [`validate`]
+//! before a version becomes active.
+//!
+//! ```toml
+//! as_of = "2025-03-31"        # the reconcile date
+//! psa = "connectwise"         # generic (default), connectwise, autotask, halopsa
+//!
+//! [[case]]
+//! name = "approved workstation seen this month is billed"
+//! company = { id = "C1" }     # optional; also name, identifier
+//! contract = { cycle = "monthly", timing = "advance", prorate = false }  # optional
+//! [[case.usage]]
+//! vendor = "ninjaone"
+//! sku = "WINDOWS_WORKSTATION"
+//! attributes = { "device-role" = "workstation", "approval-status" = "APPROVED", "last-contact" = "2025-03-30" }
+//! maps_to = ["RMM-WS"]        # or [{ product = "X", multiplier = "0.5" }], or
+//!                             # ignored = true / unmapped = true / error = "text"
+//! decided_by = "ninja workstations"   # optional: the deciding rule's name
+//! [[case.line]]
+//! product = "RMM-WS"
+//! quantity = 3
+//! [[case.service]]
+//! product = "RMM-WS"
+//! billable = 1                # the vendor quantity after the policy
+//! target = 1                  # the proposed PSA quantity
+//! category = "reconcile"
+//! effective = "2025-04-01"
+//! auto_approve = false
+//! ```
+//!
+//! Decimals are integers or quoted strings ("0.5"), never TOML floats.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, NaiveTime};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use trueup_core::card::{CardCategory, ServiceCard};
+use trueup_core::cycles::CycleAnchor;
+use trueup_core::effective::PsaProfile;
+use trueup_core::mapping::{MappingTarget, UsageMapper, UsageMapping};
+use trueup_core::model::{
+    AccountMapping, AccountMappingStatus, Attributes, BillingCycle, BillingTiming, CatalogItem,
+    Company, CompanyStatus, Contract, ContractStatus, MappingMethod, ServiceLine, UsageObservation,
+    amount,
+};
+use trueup_core::reconcile::{ReconcileInput, reconcile};
+
+use crate::compile::{CompiledRules, RuleCache, RuleError, RuleVersion};
+use crate::explain::trace_lines;
+
+/// A tests file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    as_of: NaiveDate,
+    #[serde(default)]
+    psa: Option<String>,
+    #[serde(default, rename = "case")]
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: Spanned<String>,
+    #[serde(default)]
+    company: CaseCompany,
+    #[serde(default)]
+    contract: CaseContract,
+    #[serde(default)]
+    usage: Vec<CaseUsage>,
+    #[serde(default, rename = "line")]
+    lines: Vec<CaseLine>,
+    #[serde(default, rename = "service")]
+    services: Vec<ExpectService>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseCompany {
+    #[serde(default = "default_company_id")]
+    id: String,
+    #[serde(default = "default_company_name")]
+    name: String,
+    #[serde(default)]
+    identifier: Option<String>,
+}
+
+impl Default for CaseCompany {
+    fn default() -> Self {
+        Self {
+            id: default_company_id(),
+            name: default_company_name(),
+            identifier: None,
+        }
+    }
+}
+
+fn default_company_id() -> String {
+    "C1".to_owned()
+}
+
+fn default_company_name() -> String {
+    "Test Company".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseContract {
+    #[serde(default = "default_contract_id")]
+    id: String,
+    #[serde(default = "default_contract_name")]
+    name: String,
+    #[serde(default = "default_contract_name", rename = "type")]
+    contract_type: String,
+    #[serde(default = "default_cycle")]
+    cycle: String,
+    #[serde(default = "default_timing")]
+    timing: String,
+    #[serde(default)]
+    prorate: bool,
+    #[serde(default = "default_start")]
+    start: NaiveDate,
+    #[serde(default)]
+    anchor: Option<CycleAnchor>,
+}
+
+impl Default for CaseContract {
+    fn default() -> Self {
+        Self {
+            id: default_contract_id(),
+            name: default_contract_name(),
+            contract_type: default_contract_name(),
+            cycle: default_cycle(),
+            timing: default_timing(),
+            prorate: false,
+            start: default_start(),
+            anchor: None,
+        }
+    }
+}
+
+fn default_contract_id() -> String {
+    "K1".to_owned()
+}
+
+fn default_contract_name() -> String {
+    "Managed Services".to_owned()
+}
+
+fn default_cycle() -> String {
+    "monthly".to_owned()
+}
+
+fn default_timing() -> String {
+    "advance".to_owned()
+}
+
+fn default_start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or(NaiveDate::MIN)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseUsage {
+    vendor: String,
+    sku: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "default_account")]
+    account: String,
+    #[serde(default = "one", with = "amount")]
+    quantity: Decimal,
+    #[serde(default)]
+    observed: Option<NaiveDate>,
+    #[serde(default)]
+    term: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    maps_to: Option<Vec<TargetSpec>>,
+    #[serde(default)]
+    ignored: bool,
+    #[serde(default)]
+    unmapped: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    decided_by: Option<String>,
+}
+
+fn default_account() -> String {
+    "account-1".to_owned()
+}
+
+fn one() -> Decimal {
+    Decimal::ONE
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TargetSpec {
+    Product(String),
+    Weighted {
+        product: String,
+        #[serde(with = "amount")]
+        multiplier: Decimal,
+    },
+}
+
+impl TargetSpec {
+    fn pair(&self) -> (String, Decimal) {
+        match self {
+            Self::Product(p) => (p.clone(), Decimal::ONE),
+            Self::Weighted {
+                product,
+                multiplier,
+            } => (product.clone(), multiplier.normalize()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseLine {
+    product: String,
+    #[serde(with = "amount")]
+    quantity: Decimal,
+    #[serde(default, with = "amount::option")]
+    price: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectService {
+    product: String,
+    #[serde(default, with = "amount::option")]
+    billable: Option<Decimal>,
+    #[serde(default, with = "amount::option")]
+    target: Option<Decimal>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    effective: Option<NaiveDate>,
+    #[serde(default)]
+    auto_approve: Option<bool>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Price of a test product when a case does not give one.
+const DEFAULT_PRICE: Decimal = Decimal::TEN;
+
+/// One expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// What was checked, e.g. `usage[0] ninjaone WINDOWS_WORKSTATION: maps_to`.
+    pub what: String,
+    /// What the case expects.
+    pub expected: String,
+    /// What the rules did.
+    pub actual: String,
+    /// The trace of the decision, one line per rule.
+    pub trace: Vec<String>,
+}
+
+/// One case's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// The case name.
+    pub name: String,
+    /// Its line in the tests file.
+    pub line: usize,
+    /// Expectations that did not hold (empty: passed).
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl CaseResult {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// All cases of one tests file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// The tests file.
+    pub file: String,
+    /// Case outcomes, in file order.
+    pub cases: Vec<CaseResult>,
+}
+
+impl TestReport {
+    /// Number of failing cases.
+    pub fn failed(&self) -> usize {
+        self.cases.iter().filter(|c| !c.passed()).count()
+    }
+
+    /// Whether every case passed.
+    pub fn passed(&self) -> bool {
+        self.failed() == 0
+    }
+}
+
+impl fmt::Display for TestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for case in &self.cases {
+            if case.passed() {
+                writeln!(f, "ok    {}:{}  {}", self.file, case.line, case.name)?;
+                continue;
+            }
+            writeln!(f, "FAIL  {}:{}  {}", self.file, case.line, case.name)?;
+            for m in &case.mismatches {
+                writeln!(f, "      {}", m.what)?;
+                writeln!(f, "        - expected: {}", m.expected)?;
+                writeln!(f, "        + actual:   {}", m.actual)?;
+                if !m.trace.is_empty() {
+                    writeln!(f, "        trace:")?;
+                    for line in &m.trace {
+                        writeln!(f, "          {line}")?;
+                    }
+                }
+            }
+        }
+        write!(
+            f,
+            "{}: {} case(s), {} passed, {} failed",
+            self.file,
+            self.cases.len(),
+            self.cases.len() - self.failed(),
+            self.failed()
+        )
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+fn psa_profile(name: Option<&str>, file: &str) -> Result<PsaProfile, RuleError> {
+    Ok(match name.unwrap_or("generic") {
+        "generic" => PsaProfile::generic("generic"),
+        "connectwise" => PsaProfile::connectwise(),
+        "autotask" => PsaProfile::autotask(),
+        "halopsa" => PsaProfile::halopsa(),
+        other => {
+            return Err(RuleError::TestFile {
+                file: file.to_owned(),
+                line: 1,
+                column: 1,
+                message: format!("unknown psa {other:?}; use one of {}", PSA_NAMES.join(", ")),
+            });
+        }
+    })
+}
+
+fn case_error(file: &str, text: &str, case: &Case, message: String) -> RuleError {
+    let (line, column) = line_of(text, case.name.span().start);
+    RuleError::TestFile {
+        file: file.to_owned(),
+        line,
+        column,
+        message: format!("case {:?}: {message}", case.name.get_ref()),
+    }
+}
+
+fn contract_of(case: &Case, file: &str, text: &str) -> Result<Contract, RuleError> {
+    let c = &case.contract;
+    let cycle = match c.cycle.as_str() {
+        "monthly" => BillingCycle::Monthly,
+        "quarterly" => BillingCycle::Quarterly,
+        "semi_annual" => BillingCycle::SemiAnnual,
+        "annual" => BillingCycle::Annual,
+        other => {
+            return Err(case_error(
+                file,
+                text,
+                case,
+                format!("unknown contract cycle {other:?}"),
+            ));
+        }
+    };
+    let timing = match c.timing.as_str() {
+        "advance" => BillingTiming::Advance,
+        "arrears" => BillingTiming::Arrears,
+        other => {
+            return Err(case_error(
+                file,
+                text,
+                case,
+                format!("unknown contract timing {other:?}"),
+            ));
+        }
+    };
+    Ok(Contract {
+        id: c.id.as_str().into(),
+        company_id: case.company.id.as_str().into(),
+        name: c.name.clone(),
+        contract_type: c.contract_type.clone(),
+        status: ContractStatus::Active,
+        billing_cycle: cycle,
+        start_date: Some(c.start),
+        end_date: None,
+        timing,
+        prorate: c.prorate,
+        posted_through: None,
+        cycle_anchor: c.anchor,
+    })
+}
+
+fn usage_row(u: &CaseUsage, as_of: NaiveDate) -> UsageObservation {
+    let observed = u.observed.unwrap_or(as_of);
+    UsageObservation {
+        vendor: u.vendor.as_str().into(),
+        account: u.account.as_str().into(),
+        sku_id: u.sku.as_str().into(),
+        sku_name: Arc::from(u.name.as_deref().unwrap_or(&u.sku)),
+        quantity: u.quantity,
+        unit: Arc::from("unit"),
+        unit_cost: None,
+        billing_term: u.term.as_deref().map(Arc::from),
+        commitment_end: None,
+        attributes: Attributes::new(
+            u.attributes
+                .iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))),
+        ),
+        observed_at: observed.and_time(NaiveTime::MIN).and_utc(),
+    }
+}
+
+fn targets_text(targets: &[(String, Decimal)]) -> String {
+    if targets.is_empty() {
+        return "(no products)".to_owned();
+    }
+    targets
+        .iter()
+        .map(|(p, m)| format!("{p} ×{m}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+fn pairs(targets: &[MappingTarget]) -> Vec<(String, Decimal)> {
+    let mut out: Vec<(String, Decimal)> = targets
+        .iter()
+        .map(|t| (t.product.to_string(), t.multiplier.normalize()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The terminal rule that decided a mapping, if one did.
+fn decider(mapping: &UsageMapping) -> Option<&str> {
+    mapping
+        .trace
+        .steps
+        .iter()
+        .find(|s| s.matched && !s.outcome.starts_with("also"))
+        .map(|s| s.rule.as_ref())
+}
+
+fn describe_mapping(mapping: &UsageMapping) -> String {
+    if !mapping.targets.is_empty() {
+        return targets_text(&pairs(&mapping.targets));
+    }
+    match decider(mapping) {
+        Some(rule) => format!("ignored (by {rule})"),
+        None => "unmapped".to_owned(),
+    }
+}
+
+/// Runs the cases in `text` (the tests file `file`) against `rules`.
+///
+/// # Errors
+/// [`RuleError::TestFile`] when the file is malformed.
+pub fn run_tests(
+    rules: &Arc<CompiledRules>,
+    file: &str,
+    text: &str,
+) -> Result<TestReport, RuleError> {
+    let parsed: CaseFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_of(text, s.start));
+        RuleError::TestFile {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
+    })?;
+    let psa = psa_profile(parsed.psa.as_deref(), file)?;
+    let mut report = TestReport {
+        file: file.to_owned(),
+        cases: Vec::with_capacity(parsed.cases.len()),
+    };
+    for case in &parsed.cases {
+        let (line, _) = line_of(text, case.name.span().start);
+        let mismatches = run_case(rules, &psa, parsed.as_of, case, file, text)?;
+        report.cases.push(CaseResult {
+            name: case.name.get_ref().clone(),
+            line,
+            mismatches,
+        });
+    }
+    Ok(report)
+}
+
+fn run_case(
+    rules: &Arc<CompiledRules>,
+    psa: &PsaProfile,
+    as_of: NaiveDate,
+    case: &Case,
+    file: &str,
+    text: &str,
+) -> Result<Vec<Mismatch>, RuleError> {
+    for u in &case.usage {
+        let expectations = usize::from(u.maps_to.is_some())
+            + usize::from(u.ignored)
+            + usize::from(u.unmapped)
+            + usize::from(u.error.is_some());
+        if expectations > 1 {
+            return Err(case_error(
+                file,
+                text,
+                case,
+                format!(
+                    "usage {} {} expects more than one of maps_to, ignored, unmapped, error",
+                    u.vendor, u.sku
+                ),
+            ));
+        }
+    }
+    let company = Company {
+        id: case.company.id.as_str().into(),
+        name: case.company.name.clone(),
+        identifier: case.company.identifier.clone(),
+        domains: Vec::new(),
+        status: CompanyStatus::Active,
+        account_links: Vec::new(),
+    };
+    let contract = contract_of(case, file, text)?;
+    let usage: Vec<UsageObservation> = case.usage.iter().map(|u| usage_row(u, as_of)).collect();
+    let mapper = rules.mapper(as_of);
+    let mut mismatches = Vec::new();
+
+    for (i, (u, row)) in case.usage.iter().zip(&usage).enumerate() {
+        let what = format!("usage[{i}] {} {}", u.vendor, u.sku);
+        let decided = mapper.map_usage(row, Some(&company));
+        let actual = match &decided {
+            Ok(mapping) => describe_mapping(mapping),
+            Err(failure) => format!("rule error: {failure}"),
+        };
+        let trace = match &decided {
+            Ok(mapping) => trace_lines(&mapping.trace),
+            Err(_) => Vec::new(),
+        };
+        let mut check = |field: &str, expected: String, ok: bool| {
+            if !ok {
+                mismatches.push(Mismatch {
+                    what: format!("{what}: {field}"),
+                    expected,
+                    actual: actual.clone(),
+                    trace: trace.clone(),
+                });
+            }
+        };
+        if let Some(expected) = &u.maps_to {
+            let mut want: Vec<(String, Decimal)> = expected.iter().map(TargetSpec::pair).collect();
+            want.sort();
+            let ok = matches!(&decided, Ok(m) if pairs(&m.targets) == want && (!want.is_empty() || decider(m).is_some()));
+            check("maps_to", targets_text(&want), ok);
+        }
+        if u.ignored {
+            let ok = matches!(&decided, Ok(m) if m.targets.is_empty() && decider(m).is_some());
+            check("ignored", "ignored by a rule".to_owned(), ok);
+        }
+        if u.unmapped {
+            let ok = matches!(&decided, Ok(m) if m.targets.is_empty() && decider(m).is_none());
+            check("unmapped", "unmapped (no rule decides)".to_owned(), ok);
+        }
+        if let Some(text) = &u.error {
+            let ok = matches!(&decided, Err(f) if f.to_string().contains(text.as_str()));
+            check("error", format!("a rule error containing {text:?}"), ok);
+        }
+        if let Some(rule) = &u.decided_by {
+            let ok = matches!(&decided, Ok(m) if decider(m) == Some(rule.as_str()));
+            let actual_rule = match &decided {
+                Ok(m) => decider(m).unwrap_or("no rule").to_owned(),
+                Err(_) => "a rule error".to_owned(),
+            };
+            if !ok {
+                mismatches.push(Mismatch {
+                    what: format!("{what}: decided_by"),
+                    expected: rule.clone(),
+                    actual: actual_rule,
+                    trace: trace.clone(),
+                });
+            }
+        }
+    }
+
+    if case.services.is_empty() {
+        return Ok(mismatches);
+    }
+    let lines: Vec<ServiceLine> = case
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| ServiceLine {
+            id: format!("L{}", i + 1).into(),
+            contract_id: contract.id.clone(),
+            product_id: format!("{}", 1000 + i),
+            product_identifier: l.product.as_str().into(),
+            description: l.product.clone(),
+            quantity: l.quantity,
+            unit_price: l.price.unwrap_or(DEFAULT_PRICE),
+            unit_cost: Decimal::ZERO,
+            effective_date: Some(contract.start_date.unwrap_or(as_of)),
+            cancelled_date: None,
+            billable: true,
+        })
+        .collect();
+    let mut products: Vec<&str> = case.lines.iter().map(|l| l.product.as_str()).collect();
+    products.extend(case.services.iter().map(|s| s.product.as_str()));
+    products.sort_unstable();
+    products.dedup();
+    let catalog: Vec<CatalogItem> = products
+        .iter()
+        .map(|p| CatalogItem {
+            product_identifier: (*p).into(),
+            description: (*p).to_owned(),
+            unit_price: case
+                .lines
+                .iter()
+                .find(|l| l.product == *p)
+                .and_then(|l| l.price)
+                .unwrap_or(DEFAULT_PRICE),
+            unit_cost: Decimal::ZERO,
+        })
+        .collect();
+    let mut accounts: Vec<(&str, &str)> = case
+        .usage
+        .iter()
+        .map(|u| (u.vendor.as_str(), u.account.as_str()))
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let mappings: Vec<AccountMapping> = accounts
+        .iter()
+        .map(|(vendor, account)| AccountMapping {
+            vendor: (*vendor).into(),
+            account: (*account).into(),
+            status: AccountMappingStatus::Mapped(company.id.clone()),
+            method: MappingMethod::Manual { by: "test".into() },
+            reason: "test case".into(),
+        })
+        .collect();
+    let companies = [company.clone()];
+    let contracts = [contract];
+    let input = ReconcileInput {
+        as_of,
+        psa,
+        companies: &companies,
+        contracts: &contracts,
+        lines: &lines,
+        catalog: &catalog,
+        accounts: &[],
+        usage: &usage,
+        mappings: &mappings,
+        suggestions: &[],
+        mapper: &mapper,
+    };
+    let output = reconcile(&input);
+    for expect in &case.services {
+        let what = format!("service {}", expect.product);
+        let card = output.cards.iter().find(|c| {
+            c.company.as_ref() == Some(&company.id)
+                && c.product
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == expect.product)
+                && c.vendor_quantity.is_some()
+        });
+        let card = card.or_else(|| {
+            output.cards.iter().find(|c| {
+                c.company.as_ref() == Some(&company.id)
+                    && c.product
+                        .as_ref()
+                        .is_some_and(|p| p.as_str() == expect.product)
+            })
+        });
+        let Some(card) = card else {
+            let present: Vec<String> = output
+                .cards
+                .iter()
+                .map(|c| match (&c.product, &c.source) {
+                    (Some(p), _) => format!("{} {p}", c.category),
+                    (None, Some(s)) => format!("{} {} SKU {}", c.category, s.vendor, s.sku),
+                    (None, None) => c.category.to_string(),
+                })
+                .collect();
+            mismatches.push(Mismatch {
+                what,
+                expected: format!("a card for {}", expect.product),
+                actual: format!(
+                    "cards: {}",
+                    if present.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        present.join(", ")
+                    }
+                ),
+                trace: Vec::new(),
+            });
+            continue;
+        };
+        compare_card(card, expect, &what, &mut mismatches);
+    }
+    Ok(mismatches)
+}
+
+fn show(value: Option<Decimal>) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| v.normalize().to_string())
+}
+
+fn compare_card(card: &ServiceCard, expect: &ExpectService, what: &str, out: &mut Vec<Mismatch>) {
+    let trace: Vec<String> = card
+        .mappings
+        .iter()
+        .flat_map(|m| trace_lines(&m.trace))
+        .collect();
+    let mut push = |field: &str, expected: String, actual: String| {
+        out.push(Mismatch {
+            what: format!("{what}: {field}"),
+            expected,
+            actual,
+            trace: trace.clone(),
+        });
+    };
+    let billable = card.vendor_quantity.map(|v| v.billable.normalize());
+    if let Some(want) = expect.billable
+        && billable != Some(want.normalize())
+    {
+        push("billable", want.normalize().to_string(), show(billable));
+    }
+    let target = card.target_quantity.map(|t| t.normalize());
+    if let Some(want) = expect.target
+        && target != Some(want.normalize())
+    {
+        push("target", want.normalize().to_string(), show(target));
+    }
+    if let Some(want) = &expect.category
+        && card.category.as_str() != want
+    {
+        let known = CardCategory::ALL.iter().any(|c| c.as_str() == want);
+        let expected = if known {
+            want.clone()
+        } else {
+            format!("{want} (not a category)")
+        };
+        push("category", expected, card.category.to_string());
+    }
+    let effective = card.effective().map(|e| e.date);
+    if let Some(want) = expect.effective
+        && effective != Some(want)
+    {
+        push(
+            "effective",
+            want.to_string(),
+            effective.map_or_else(|| "none (no change proposed)".to_owned(), |d| d.to_string()),
+        );
+    }
+    if let Some(want) = expect.auto_approve
+        && card.auto_approvable != want
+    {
+        push(
+            "auto_approve",
+            want.to_string(),
+            card.auto_approvable.to_string(),
+        );
+    }
+    if let Some(want) = &expect.error {
+        let actual = card.error.as_ref().map(|e| e.to_string());
+        if !actual.as_deref().is_some_and(|a| a.contains(want.as_str())) {
+            push(
+                "error",
+                format!("a rule error containing {want:?}"),
+                actual.unwrap_or_else(|| "no error".to_owned()),
+            );
+        }
+    }
+}
+
+/// A version that passed validation, compiled.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The compiled rules.
+    pub rules: Arc<CompiledRules>,
+    /// The tests run, when the version has tests.
+    pub tests: Option<TestReport>,
+}
+
+/// Validates `version` before it becomes active: it compiles, its
+/// declaration phase runs within the limits, and every test case beside it
+/// passes.
+///
+/// # Errors
+/// The compile or declaration error, a malformed tests file, or
+/// [`RuleError::TestsFailed`] with the readable report.
+pub fn validate(version: &RuleVersion, cache: &RuleCache) -> Result<Validated, RuleError> {
+    let rules = cache.get(version)?;
+    let tests = match &version.tests {
+        Some(text) => {
+            let name = crate::compile::tests_path(std::path::Path::new(&version.file))
+                .display()
+                .to_string();
+            let report = run_tests(&rules, &name, text)?;
+            if !report.passed() {
+                return Err(RuleError::TestsFailed {
+                    failed: report.failed(),
+                    total: report.cases.len(),
+                    report: report.to_string(),
+                });
+            }
+            Some(report)
+        }
+        None => None,
+    };
+    Ok(Validated { rules, tests })
+}
+
+/// Products a mapping gives, for displays ("M365-BP ×1 + BACKUP ×1").
+pub fn mapping_text(mapping: &UsageMapping) -> String {
+    describe_mapping(mapping)
+}
+
+/// Attribute pairs of a row as `key=value` text, sorted by key.
+pub fn attributes_text(attributes: &Attributes) -> String {
+    attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The PSA profile names the tests file accepts.
+pub const PSA_NAMES: [&str; 4] = ["generic", "connectwise", "autotask", "halopsa"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    const RULES: &str = "map_sku(\"h\", \"agent\").to(\"EDR\").named(\"edr\");\nignore_sku(\"m\", \"FLOW_FREE\").named(\"free\");\nservice(\"EDR\").tolerance_units(1);\n";
+
+    fn rules() -> Arc<CompiledRules> {
+        let version = RuleVersion::new(
+            "rules/r.rhai",
+            RULES,
+            None,
+            "t",
+            Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap(),
+        );
+        Arc::new(CompiledRules::compile(&version).unwrap())
+    }
+
+    #[test]
+    fn passing_and_failing_expectations_are_reported_with_a_diff() {
+        let text = r#"as_of = "2025-03-31"
+
+[[case]]
+name = "passes"
+[[case.usage]]
+vendor = "h"
+sku = "agent"
+maps_to = ["EDR"]
+decided_by = "edr"
+
+[[case]]
+name = "fails"
+[[case.usage]]
+vendor = "m"
+sku = "FLOW_FREE"
+maps_to = ["FLOW"]
+[[case.usage]]
+vendor = "h"
+sku = "agent"
+quantity = 12
+unmapped = true
+[[case.line]]
+product = "EDR"
+quantity = 10
+[[case.service]]
+product = "EDR"
+billable = 11
+category = "no_change"
+effective = "2025-05-01"
+[[case.service]]
+product = "NOPE"
+"#;
+        let report = run_tests(&rules(), "rules/r.tests.toml", text).unwrap();
+        assert_eq!((report.cases.len(), report.failed()), (2, 1));
+        assert!(report.cases[0].passed());
+        let fails = &report.cases[1];
+        assert_eq!(fails.line, 12);
+        let whats: Vec<(&str, &str, &str)> = fails
+            .mismatches
+            .iter()
+            .map(|m| (m.what.as_str(), m.expected.as_str(), m.actual.as_str()))
+            .collect();
+        assert_eq!(
+            whats,
+            [
+                (
+                    "usage[0] m FLOW_FREE: maps_to",
+                    "FLOW ×1",
+                    "ignored (by free)"
+                ),
+                (
+                    "usage[1] h agent: unmapped",
+                    "unmapped (no rule decides)",
+                    "EDR ×1"
+                ),
+                ("service EDR: billable", "11", "12"),
+                ("service EDR: category", "no_change", "reconcile"),
+                ("service EDR: effective", "2025-05-01", "2025-04-01"),
+                (
+                    "service NOPE",
+                    "a card for NOPE",
+                    "cards: unmapped m SKU FLOW_FREE, reconcile EDR"
+                ),
+            ]
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("FAIL  rules/r.tests.toml:12  fails"),
+            "{text}"
+        );
+        assert!(
+            text.contains("        - expected: FLOW ×1\n        + actual:   ignored (by free)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("✓ free (rules/r.rhai:2:1): not billed"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("rules/r.tests.toml: 2 case(s), 1 passed, 1 failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_test_files_say_where() {
+        // (text, line, message contains)
+        let table = [
+            (
+                "as_of = \"2025-03-31\"\n[[case]]\nnme = \"x\"\n",
+                3,
+                "unknown field `nme`",
+            ),
+            (
+                "as_of = \"2025-03-31\"\n[[case]]\nname = \"x\"\n[[case.usage]]\nvendor = \"h\"\nsku = \"a\"\nquantity = 1.5\n",
+                7,
+                "written as a string",
+            ),
+            (
+                "as_of = \"31/03/2025\"\n",
+                1,
+                "input contains invalid characters",
+            ),
+            (
+                "as_of = \"2025-03-31\"\npsa = \"sage\"\n",
+                1,
+                "unknown psa \"sage\"",
+            ),
+            (
+                "as_of = \"2025-03-31\"\n\n[[case]]\nname = \"both\"\n[[case.usage]]\nvendor = \"h\"\nsku = \"a\"\nignored = true\nunmapped = true\n",
+                4,
+                "more than one of",
+            ),
+        ];
+        for (text, line, message) in table {
+            match run_tests(&rules(), "t.toml", text) {
+                Err(RuleError::TestFile {
+                    line: l,
+                    message: m,
+                    ..
+                }) => {
+                    assert_eq!(l, line, "{m}");
+                    assert!(m.contains(message), "{m}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn validation_runs_the_tests_beside_the_rules() {
+        let at = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+        let good = "as_of = \"2025-03-31\"\n[[case]]\nname = \"edr\"\n[[case.usage]]\nvendor = \"h\"\nsku = \"agent\"\nmaps_to = [\"EDR\"]\n";
+        let cache = RuleCache::new();
+        let ok = validate(
+            &RuleVersion::new("rules/r.rhai", RULES, Some(good.into()), "t", at),
+            &cache,
+        )
+        .unwrap();
+        assert_eq!(ok.tests.unwrap().cases.len(), 1);
+        let bad = good.replace("[\"EDR\"]", "[\"XDR\"]");
+        match validate(
+            &RuleVersion::new("rules/r.rhai", RULES, Some(bad), "t", at),
+            &cache,
+        ) {
+            Err(RuleError::TestsFailed {
+                failed,
+                total,
+                report,
+            }) => {
+                assert_eq!((failed, total), (1, 1));
+                assert!(
+                    report.contains("FAIL  rules/r.tests.toml:3  edr"),
+                    "{report}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let broken = RuleVersion::new("rules/r.rhai", "map_sku(\"h\")", None, "t", at);
+        assert!(matches!(
+            validate(&broken, &cache),
+            Err(RuleError::Script { .. })
+        ));
+    }
+}
