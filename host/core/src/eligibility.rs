@@ -58,6 +58,8 @@ pub enum ExclusionCode {
     AccountExcluded,
     /// Usage observed after the as-of date, ignored for this run.
     UsageAfterAsOf,
+    /// Usage a rule deliberately does not bill (a free SKU, a stale device).
+    UsageIgnoredByRule,
 }
 
 /// Whether an [`Exclusion`] removed something or only notes it.

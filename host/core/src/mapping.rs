@@ -81,17 +81,28 @@ pub struct Trace {
 /// What one usage row maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UsageMapping {
-    /// Products it counts towards: none means the SKU is not mapped, several
-    /// mean a bundle.
+    /// Products it counts towards: none means the SKU is not mapped (unless
+    /// `ignored` says it is deliberately not billed), several mean a bundle.
     pub targets: Vec<MappingTarget>,
+    /// Set when a rule decided on purpose that the row is not billed (a free
+    /// SKU, a suspended licence, a stale device), with the reason. Such rows
+    /// make no card, unmapped or otherwise: they are counted per account as
+    /// a noted exclusion, so the unmapped count stays the list of work to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<Arc<str>>,
     /// How the decision was reached.
     pub trace: Trace,
 }
 
 impl UsageMapping {
-    /// Whether the row maps to no product.
+    /// Whether the row maps to no product and was not deliberately ignored.
     pub fn is_unmapped(&self) -> bool {
-        self.targets.is_empty()
+        self.targets.is_empty() && self.ignored.is_none()
+    }
+
+    /// Whether a rule decided the row is not billed.
+    pub fn is_ignored(&self) -> bool {
+        self.ignored.is_some()
     }
 }
 
@@ -450,6 +461,7 @@ impl SkuTableMapper {
                         };
                         let mapping = UsageMapping {
                             targets,
+                            ignored: None,
                             trace: Trace { steps: vec![step] },
                         };
                         (sku, Arc::new(mapping))
@@ -460,6 +472,7 @@ impl SkuTableMapper {
             .collect();
         let not_mapped = Arc::new(UsageMapping {
             targets: Vec::new(),
+            ignored: None,
             trace: Trace {
                 steps: vec![TraceStep {
                     rule: Arc::from(SKU_TABLE_RULE),

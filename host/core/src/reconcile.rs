@@ -79,6 +79,9 @@ pub struct ReconcileStats {
     pub rows_rule_error: usize,
     /// Rows of excluded accounts.
     pub rows_excluded: usize,
+    /// Rows a rule deliberately does not bill.
+    #[serde(default)]
+    pub rows_ignored: usize,
     /// Rows observed after the as-of date.
     pub rows_after_as_of: usize,
     /// Distinct vendor accounts seen in usage.
@@ -217,7 +220,13 @@ struct Slot<'a> {
     status: SlotStatus,
     excluded_rows: usize,
     future_rows: usize,
+    ignored_rows: usize,
+    /// Distinct reasons rules gave for ignoring rows (a few, for the note).
+    ignore_reasons: Vec<Arc<str>>,
 }
+
+/// Reasons kept per account for the "ignored by rule" note.
+const MAX_IGNORE_REASONS: usize = 5;
 
 enum BucketKind {
     Product {
@@ -347,6 +356,7 @@ type SharedParts = (Arc<[VendorId]>, MappingRefs);
 enum RowKind {
     Mapped,
     Unmapped,
+    Ignored,
     Failed,
 }
 
@@ -461,6 +471,11 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 SlotStatus::Unmapped(_) => {
+                    if self.ignored_without_company(slot, row, sku_only) {
+                        self.stats.rows_ignored += 1;
+                        self.slots[slot as usize].ignored_rows += 1;
+                        continue;
+                    }
                     self.stats.rows_unmapped += 1;
                     self.orphan_route(slot, row, i, None)
                 }
@@ -487,6 +502,11 @@ impl<'a> Engine<'a> {
                     match kind {
                         RowKind::Mapped => self.stats.rows_mapped += 1,
                         RowKind::Unmapped => self.stats.rows_unmapped += 1,
+                        RowKind::Ignored => {
+                            self.stats.rows_ignored += 1;
+                            self.slots[slot as usize].ignored_rows += 1;
+                            continue;
+                        }
                         RowKind::Failed => self.stats.rows_rule_error += 1,
                     }
                     route
@@ -510,6 +530,48 @@ impl<'a> Engine<'a> {
         self.stats.accounts = self.slots.len();
     }
 
+    /// Keeps a rule's reason for ignoring rows of `slot`.
+    fn note_ignored(&mut self, slot: u32, mapping: &UsageMapping) {
+        let Some(reason) = &mapping.ignored else {
+            return;
+        };
+        let reasons = &mut self.slots[slot as usize].ignore_reasons;
+        if reasons.len() < MAX_IGNORE_REASONS && !reasons.iter().any(|r| r == reason) {
+            reasons.push(Arc::clone(reason));
+        }
+    }
+
+    /// Whether the rules deliberately ignore a row of an unmapped account
+    /// (asked without a company): a free SKU of an unknown tenant is not
+    /// work for the MSP, so it must not inflate the unmapped list.
+    fn ignored_without_company(
+        &mut self,
+        slot: u32,
+        row: &'a UsageObservation,
+        sku_only: bool,
+    ) -> bool {
+        let key = (slot, ptr_of(&row.sku_id.0));
+        if sku_only && let Some(&(_, kind)) = self.sku_memo.get(&key) {
+            return kind == RowKind::Ignored;
+        }
+        let ignored = match self.input.mapper.map_usage(row, None) {
+            Ok(mapping) if mapping.is_ignored() => {
+                self.note_ignored(slot, &mapping);
+                true
+            }
+            _ => false,
+        };
+        if sku_only {
+            let kind = if ignored {
+                RowKind::Ignored
+            } else {
+                RowKind::Unmapped
+            };
+            self.sku_memo.insert(key, (NO_ROUTE, kind));
+        }
+        ignored
+    }
+
     /// Calls the mapper for one row and routes it.
     fn map_row(
         &mut self,
@@ -523,6 +585,10 @@ impl<'a> Engine<'a> {
             .mapper
             .map_usage(row, Some(&self.input.companies[company as usize]))
         {
+            Ok(mapping) if mapping.is_ignored() => {
+                self.note_ignored(slot, &mapping);
+                (NO_ROUTE, RowKind::Ignored)
+            }
             Ok(mapping) if mapping.is_unmapped() => (
                 self.orphan_route(slot, row, index, Some(&mapping)),
                 RowKind::Unmapped,
@@ -569,6 +635,8 @@ impl<'a> Engine<'a> {
                     status,
                     excluded_rows: 0,
                     future_rows: 0,
+                    ignored_rows: 0,
+                    ignore_reasons: Vec::new(),
                 });
                 let slot = (self.slots.len() - 1) as u32;
                 self.slot_by_text.insert(text_key, slot);
@@ -1444,6 +1512,24 @@ impl<'a> Engine<'a> {
                     reason: format!(
                         "{} account {} is excluded from billing; its {} usage row(s) were not reconciled",
                         slot.vendor, slot.account, slot.excluded_rows
+                    ),
+                });
+            }
+            if slot.ignored_rows > 0 {
+                out.push(Exclusion {
+                    subject: subject(),
+                    code: ExclusionCode::UsageIgnoredByRule,
+                    severity: Severity::Noted,
+                    reason: format!(
+                        "{} usage row(s) of {} account {} are not billed by rule ({})",
+                        slot.ignored_rows,
+                        slot.vendor,
+                        slot.account,
+                        slot.ignore_reasons
+                            .iter()
+                            .map(|r| r.as_ref())
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     ),
                 });
             }

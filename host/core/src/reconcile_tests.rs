@@ -545,3 +545,70 @@ proptest! {
         }
     }
 }
+
+/// Ignores `FLOW_FREE` on purpose, as a rule would; defers the rest.
+struct IgnoringMapper(FailingMapper);
+
+impl UsageMapper for IgnoringMapper {
+    fn version(&self) -> &str {
+        "ignoring-rules"
+    }
+
+    fn map_usage(
+        &self,
+        usage: &UsageObservation,
+        company: Option<&Company>,
+    ) -> Result<Arc<UsageMapping>, MappingFailure> {
+        if usage.sku_id.as_str() == "FLOW_FREE" {
+            return Ok(Arc::new(UsageMapping {
+                targets: Vec::new(),
+                ignored: Some(Arc::from("free SKU")),
+                trace: Default::default(),
+            }));
+        }
+        self.0.map_usage(usage, company)
+    }
+
+    fn service_policy(&self, ctx: &PolicyContext<'_>) -> Result<ServicePolicy, MappingFailure> {
+        self.0.service_policy(ctx)
+    }
+}
+
+#[test]
+fn usage_a_rule_ignores_makes_no_card_and_is_noted_per_account() {
+    let mut world = world();
+    // An unmapped tenant's free SKU is not work for the MSP either.
+    world.usage.push(usage(
+        "m365",
+        "tenant-x",
+        "FLOW_FREE",
+        dec!(25),
+        at(2025, 3, 21),
+    ));
+    let plain = run(&world, &FailingMapper::new(&world));
+    let is_flow = |c: &ServiceCard| {
+        c.source
+            .as_ref()
+            .is_some_and(|s| s.sku.as_str() == "FLOW_FREE")
+    };
+    assert_eq!(plain.cards.iter().filter(|c| is_flow(c)).count(), 2);
+
+    let out = run(&world, &IgnoringMapper(FailingMapper::new(&world)));
+    assert_eq!(out.cards.iter().filter(|c| is_flow(c)).count(), 0);
+    assert_eq!(out.stats.rows_ignored, 2);
+    assert_eq!(out.stats.rows_unmapped, plain.stats.rows_unmapped - 2);
+    let notes: Vec<&Exclusion> = out
+        .exclusions
+        .iter()
+        .filter(|e| e.code == ExclusionCode::UsageIgnoredByRule)
+        .collect();
+    assert_eq!(notes.len(), 2, "one note per account");
+    assert!(notes.iter().all(|e| e.severity == Severity::Noted));
+    assert!(
+        notes.iter().any(|e| e.reason
+            == "1 usage row(s) of m365 account tenant-a are not billed by rule (free SKU)"),
+        "{notes:?}"
+    );
+    // The other cards are the same as without the rule.
+    assert_eq!(out.cards.len(), plain.cards.len() - 2);
+}

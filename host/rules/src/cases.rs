@@ -936,11 +936,7 @@ product = "NOPE"
                 ("service EDR: billable", "11", "12"),
                 ("service EDR: category", "no_change", "reconcile"),
                 ("service EDR: effective", "2025-05-01", "2025-04-01"),
-                (
-                    "service NOPE",
-                    "a card for NOPE",
-                    "cards: unmapped m SKU FLOW_FREE, reconcile EDR"
-                ),
+                ("service NOPE", "a card for NOPE", "cards: reconcile EDR"),
             ]
         );
         let text = report.to_string();

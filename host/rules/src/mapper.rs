@@ -442,8 +442,13 @@ impl RulesMapper {
         let mut targets = match decided {
             Some((RuleKind::Map | RuleKind::Also, targets)) => targets,
             Some((RuleKind::Ignore, _)) => {
+                let reason = steps
+                    .last()
+                    .map(|s| format!("{}: {}", s.rule, s.outcome))
+                    .unwrap_or_else(|| "not billed by rule".to_owned());
                 return Ok(UsageMapping {
                     targets: Vec::new(),
+                    ignored: Some(Arc::from(reason)),
                     trace: Trace { steps },
                 });
             }
@@ -472,6 +477,7 @@ impl RulesMapper {
                 });
                 return Ok(UsageMapping {
                     targets: Vec::new(),
+                    ignored: None,
                     trace: Trace { steps },
                 });
             }
@@ -508,6 +514,7 @@ impl RulesMapper {
         }
         Ok(UsageMapping {
             targets,
+            ignored: None,
             trace: Trace { steps },
         })
     }
