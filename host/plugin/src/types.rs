@@ -52,8 +52,9 @@ pub enum ChangePolicy {
 pub struct QuantityChange {
     /// The contract.
     pub contract_id: String,
-    /// The line.
-    pub line_id: String,
+    /// The line; `None` adds a new line for `product_identifier` to the
+    /// contract (new revenue).
+    pub line_id: Option<String>,
     /// The product identifier of the line.
     pub product_identifier: String,
     /// The quantity Trueup last read.

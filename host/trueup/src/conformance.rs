@@ -11,7 +11,8 @@
 //!    every contract, and the services of every contract in batches of
 //!    [`SERVICES_BATCH`] ids; the eligible lines, judged by the host's own
 //!    eligibility rules, must bill exactly the emulated world's billing
-//!    truth per customer and product;
+//!    truth per customer and product; and page 2 of each listing, read in
+//!    a fresh instance from page 1's cursor, must be the same page;
 //! 3. **plan**: the dry run of a quantity change lists the calls (with a
 //!    write among them, no secret in them) and sends no write;
 //! 4. **write**: applying it changes the line, and the writes the emulator
@@ -641,7 +642,23 @@ fn planned_writes(plan: &[PlannedCall]) -> BTreeMap<String, u64> {
 }
 
 fn describe_failure(error: &CallError) -> String {
-    error.to_string()
+    clip(&error.to_string())
+}
+
+/// The most characters of a message a report row shows.
+const DETAIL_CHARS: usize = 200;
+
+/// `text` shortened to [`DETAIL_CHARS`] by cutting out its middle, so both
+/// the URL it starts with and the reason it ends with stay readable.
+fn clip(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= DETAIL_CHARS {
+        return text.to_owned();
+    }
+    let half = DETAIL_CHARS / 2;
+    let head: String = chars[..half].iter().collect();
+    let tail: String = chars[chars.len() - half..].iter().collect();
+    format!("{head} … {tail}")
 }
 
 /// The first line of the sync that the scenario's write changes: an
@@ -811,6 +828,66 @@ pub async fn run(
         },
     );
 
+    // Cursors carry everything: page 2 read in a fresh instance from page
+    // 1's cursor is the page 2 the first instance reads.
+    let batch: Vec<String> = synced
+        .contracts
+        .iter()
+        .take(SERVICES_BATCH)
+        .map(|c| c.id.to_string())
+        .collect();
+    let continued = async || -> Result<String, String> {
+        let fail = |e: CallError| describe_failure(&e);
+        let (mut first, mut fresh) = (
+            session().map_err(|e| e.to_string())?,
+            session().map_err(|e| e.to_string())?,
+        );
+        let page = first.list_companies(None).await.map_err(fail)?;
+        let cursor = page.next_cursor.ok_or("companies fit one page")?;
+        let same = first.list_companies(Some(&cursor)).await.map_err(fail)?;
+        let other = fresh.list_companies(Some(&cursor)).await.map_err(fail)?;
+        let ids = |items: &[Company]| items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>();
+        if ids(&same.items) != ids(&other.items) {
+            return Err("companies: page 2 differs in a fresh instance".to_owned());
+        }
+        let page = first.list_contracts(&filter, None).await.map_err(fail)?;
+        let cursor = page.next_cursor.ok_or("contracts fit one page")?;
+        let same = first
+            .list_contracts(&filter, Some(&cursor))
+            .await
+            .map_err(fail)?;
+        let other = fresh
+            .list_contracts(&filter, Some(&cursor))
+            .await
+            .map_err(fail)?;
+        let ids = |items: &[Contract]| items.iter().map(|c| c.id.to_string()).collect::<Vec<_>>();
+        if ids(&same.items) != ids(&other.items) {
+            return Err("contracts: page 2 differs in a fresh instance".to_owned());
+        }
+        let page = first.list_services(&batch, None).await.map_err(fail)?;
+        let cursor = page
+            .next_cursor
+            .ok_or("the first 200 contracts' services fit one page")?;
+        let same = first
+            .list_services(&batch, Some(&cursor))
+            .await
+            .map_err(fail)?;
+        let other = fresh
+            .list_services(&batch, Some(&cursor))
+            .await
+            .map_err(fail)?;
+        let ids =
+            |items: &[ServiceLine]| items.iter().map(|l| l.id.to_string()).collect::<Vec<_>>();
+        if ids(&same.items) != ids(&other.items) {
+            return Err("services: page 2 differs in a fresh instance".to_owned());
+        }
+        Ok(
+            "companies, contracts and services continue from a cursor in a fresh instance"
+                .to_owned(),
+        )
+    };
+    report.record("cursors continue in a fresh instance", continued().await);
+
     // 3–6. plan, write, read back, write again
     let Some((contract, line)) = write_target(&synced, scenario.as_of) else {
         report.record(
@@ -823,7 +900,7 @@ pub async fn run(
     let new_quantity = line.quantity + Decimal::from(WRITE_INCREMENT);
     let change = QuantityChange {
         contract_id: contract.id.to_string(),
-        line_id: line.id.to_string(),
+        line_id: Some(line.id.to_string()),
         product_identifier: line.product_identifier.to_string(),
         expected_quantity: line.quantity,
         new_quantity,
@@ -998,7 +1075,7 @@ pub async fn run(
             CallErrorKind::Connector(ConnectorFailure::Internal(message))
                 if message.contains(&origin) =>
             {
-                Ok(message.chars().take(160).collect())
+                Ok(clip(message))
             }
             _ => Err(format!(
                 "expected an internal error naming {origin}: {error}"
@@ -1031,10 +1108,9 @@ pub async fn run(
     report.record(
         "paging loop is detected",
         looped.and_then(|(call, error)| match &error.kind {
-            CallErrorKind::Connector(ConnectorFailure::Internal(message)) => Ok(format!(
-                "call {call}: {}",
-                message.chars().take(160).collect::<String>()
-            )),
+            CallErrorKind::Connector(ConnectorFailure::Internal(message)) => {
+                Ok(format!("call {call}: {}", clip(message)))
+            }
             _ => Err(format!(
                 "expected an internal error reporting the loop: {error}"
             )),

@@ -2,6 +2,7 @@
 //! and (in later modules) sync, write-back and the web server. The `trueup`
 //! binary is a thin CLI over it.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod conformance;

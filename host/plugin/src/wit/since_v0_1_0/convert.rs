@@ -290,9 +290,14 @@ pub fn services(page: wit_psa::ServicePage) -> Result<Page<ServiceLine>, Invalid
 /// # Errors
 /// [`Invalid`] when a quantity does not fit the encoding.
 pub fn quantity_change(change: &QuantityChange) -> Result<wit_psa::QuantityChange, Invalid> {
+    let line_id = change.line_id.clone().ok_or_else(|| {
+        malformed(
+            "adding a new line is not part of trueup:connector@0.1.0's quantity-change".into(),
+        )
+    })?;
     Ok(wit_psa::QuantityChange {
         contract_id: change.contract_id.clone(),
-        line_id: change.line_id.clone(),
+        line_id,
         product_identifier: change.product_identifier.clone(),
         expected_quantity: to_wit_decimal(change.expected_quantity, "expected-quantity")?,
         new_quantity: to_wit_decimal(change.new_quantity, "new-quantity")?,
