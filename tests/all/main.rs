@@ -6,6 +6,15 @@
 
 mod support;
 
+mod conformance;
+mod connector_autotask;
+mod connector_connectwise;
+mod connector_halopsa;
+mod connector_harness;
+mod connector_huntress;
+mod connector_microsoft365;
+mod connector_ninjaone;
+mod connector_pax8;
 mod manifest;
 mod plugin_capabilities;
 mod plugin_limits;

@@ -1,6 +1,8 @@
 //! Non-secret settings from `plugin.toml` `[config.<key>]`, valued by the
 //! admin. Secrets are not readable here: see [`crate::http::Secret`].
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use crate::ConnectorError;
@@ -42,6 +44,27 @@ pub fn parse_or<T: FromStr>(key: &str, default: T) -> Result<T, ConnectorError> 
             ))
         }),
     }
+}
+
+/// The value of `key` parsed as `T`, or `default` when unset, checked to
+/// lie in `range` (e.g. a page size the service accepts).
+///
+/// # Errors
+/// [`ConnectorError::InvalidConfig`] naming the key, the bad value and the
+/// range.
+pub fn parse_in<T>(key: &str, default: T, range: RangeInclusive<T>) -> Result<T, ConnectorError>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let value = parse_or(key, default)?;
+    if !range.contains(&value) {
+        return Err(ConnectorError::InvalidConfig(format!(
+            "config key `{key}` is {value}; it must be between {} and {}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(value)
 }
 
 /// The value of `key` as a base URL without a trailing slash.

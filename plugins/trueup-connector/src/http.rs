@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::trueup::connector::http as wit;
@@ -326,6 +327,11 @@ impl Response {
         &self.url
     }
 
+    /// The request's method name, e.g. `GET`.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
     /// The body as text (lossy), truncated to [`ERROR_BODY_LIMIT`].
     pub fn body_excerpt(&self) -> String {
         let end = self.body.len().min(ERROR_BODY_LIMIT);
@@ -380,21 +386,28 @@ impl Response {
             .unwrap_or(DEFAULT_RETRY_AFTER_MS)
     }
 
-    /// Decodes the body as JSON.
+    /// Decodes the body as JSON. `T` may borrow from the body (`&str`
+    /// fields), which saves an allocation per string on large pages.
     ///
     /// # Errors
     /// [`ConnectorError::Internal`] naming the request, the line and column
     /// and what was expected.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ConnectorError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            ConnectorError::Internal(format!(
-                "{} {}: the response is not the JSON expected (line {}, column {}): {e}",
-                self.method,
-                self.url,
-                e.line(),
-                e.column()
-            ))
-        })
+    pub fn json<'de, T: Deserialize<'de>>(&'de self) -> Result<T, ConnectorError> {
+        serde_json::from_slice(&self.body).map_err(|e| self.parse_error(&e))
+    }
+
+    /// The error for a body that did not decode as expected, naming the
+    /// request, the line and column and what was wrong. For connectors that
+    /// decode the body themselves (e.g. with a parser shared with native
+    /// code).
+    pub fn parse_error(&self, error: &serde_json::Error) -> ConnectorError {
+        ConnectorError::Internal(format!(
+            "{} {}: the response is not the JSON expected (line {}, column {}): {error}",
+            self.method,
+            self.url,
+            error.line(),
+            error.column()
+        ))
     }
 
     /// [`Response::ok`] then [`Response::json`].
@@ -446,6 +459,91 @@ impl TokenCache {
     /// Forgets the token (e.g. after a 401).
     pub fn clear(&self) {
         *self.slot.borrow_mut() = None;
+    }
+
+    /// Sends the request `build` makes with the token (cached, or from
+    /// `fetch`). When the service answers 401 to a token this cache held,
+    /// the token is forgotten and the request is built and sent once more
+    /// with a fresh one: tokens are revoked or expire early. The response is
+    /// returned as is; map its status with [`Response::ok`].
+    ///
+    /// # Errors
+    /// What `fetch` or [`Request::send`] return.
+    pub fn send<'r>(
+        &self,
+        fetch: impl Fn() -> Result<(String, i64), ConnectorError>,
+        build: impl Fn(&str) -> Request<'r>,
+    ) -> Result<Response, ConnectorError> {
+        let cached = self.slot.borrow().is_some();
+        let token = self.get_or_fetch(&fetch)?;
+        let response = build(&token).send()?;
+        if response.status != 401 || !cached {
+            return Ok(response);
+        }
+        self.clear();
+        let token = self.get_or_fetch(&fetch)?;
+        build(&token).send()
+    }
+
+    /// GETs `url` with the token as a bearer and `Accept:
+    /// application/json` through [`TokenCache::send`] (a revoked token is
+    /// renewed once), the status mapped with [`Response::ok`].
+    ///
+    /// # Errors
+    /// What `fetch`, [`Request::send`] or [`Response::ok`] return.
+    pub fn get(
+        &self,
+        fetch: impl Fn() -> Result<(String, i64), ConnectorError>,
+        url: &str,
+    ) -> Result<Response, ConnectorError> {
+        self.send(fetch, |token| {
+            Request::get(url)
+                .bearer(token)
+                .header("accept", "application/json")
+        })?
+        .ok()
+    }
+}
+
+/// The most tokens a [`TokenCaches`] keeps; past it the least recently
+/// fetched is dropped. One sync walks tenants in order, so a small window
+/// holds the tokens still in use.
+pub const MAX_CACHED_TOKENS: usize = 64;
+
+/// OAuth tokens cached by key, for services that issue one token per
+/// tenant (e.g. Microsoft Graph through GDAP: one token per customer
+/// tenant). Bounded by [`MAX_CACHED_TOKENS`].
+pub struct TokenCaches {
+    slots: RefCell<Vec<(String, std::rc::Rc<TokenCache>)>>,
+}
+
+impl TokenCaches {
+    /// An empty cache.
+    pub const fn new() -> Self {
+        Self {
+            slots: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The cache for `key`, created (and the oldest dropped past
+    /// [`MAX_CACHED_TOKENS`]) when missing.
+    pub fn cache(&self, key: &str) -> std::rc::Rc<TokenCache> {
+        let mut slots = self.slots.borrow_mut();
+        if let Some((_, cache)) = slots.iter().find(|(k, _)| k == key) {
+            return cache.clone();
+        }
+        if slots.len() >= MAX_CACHED_TOKENS {
+            slots.remove(0);
+        }
+        let cache = std::rc::Rc::new(TokenCache::new());
+        slots.push((key.to_owned(), cache.clone()));
+        cache
+    }
+}
+
+impl Default for TokenCaches {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

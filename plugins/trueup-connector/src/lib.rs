@@ -25,9 +25,12 @@
 //!
 //! The helpers keep a connector's own code about its API only:
 //! [`http`] (requests with secrets placed by the host, JSON decoding with
-//! errors that say where, status → [`ConnectorError`] mapping), [`paging`]
-//! (opaque cursors, `Link` headers), [`values`] (exact decimals and dates),
-//! [`config`] (required settings), [`log`] and [`clock`].
+//! errors that say where, status → [`ConnectorError`] mapping, cached OAuth
+//! tokens), [`oauth`] (client-credentials token answers), [`paging`]
+//! (opaque cursors, `Link` headers, cursors that must advance), [`values`]
+//! (exact decimals and dates), [`config`] (required settings),
+//! [`progress`], [`log`] and [`clock`]; for PSA connectors, `plan` (one
+//! code path for a write's dry run and its application).
 
 // The generated bindings name this crate by its external path, so that the
 // export macros work from connector crates; make that path resolve here too.
@@ -87,7 +90,11 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod log;
+pub mod oauth;
 pub mod paging;
+#[cfg(feature = "psa")]
+pub mod plan;
+pub mod progress;
 pub mod values;
 
 #[doc(hidden)]

@@ -41,6 +41,51 @@ impl Cursor {
     }
 }
 
+/// Checks that the next-page token a service handed back differs from the
+/// one that fetched the page (`presented`; `None` for the first page).
+/// A service that repeats a token would otherwise be followed forever.
+///
+/// # Errors
+/// [`ConnectorError::Internal`] naming the request and the token.
+pub fn require_new_token(
+    request: &str,
+    presented: Option<&str>,
+    next: &str,
+) -> Result<(), ConnectorError> {
+    if presented == Some(next) {
+        return Err(not_advancing(request, &format!("token {next:?}")));
+    }
+    Ok(())
+}
+
+/// Checks that a numeric paging position (a page number, the last id of a
+/// page) moved past the previous one: `next > previous`.
+///
+/// # Errors
+/// [`ConnectorError::Internal`] naming the request and both positions.
+pub fn require_increase(
+    request: &str,
+    what: &str,
+    previous: u64,
+    next: u64,
+) -> Result<(), ConnectorError> {
+    if next <= previous {
+        return Err(not_advancing(
+            request,
+            &format!("{what} {next} (after {what} {previous})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a paging cursor that does not move past the page just
+/// read: following it would loop forever.
+pub fn not_advancing(request: &str, cursor: &str) -> ConnectorError {
+    ConnectorError::Internal(format!(
+        "{request}: the service's next-page {cursor} does not advance past the page just read; stopped instead of looping forever (a bug or fault in the service's paging)"
+    ))
+}
+
 /// The URL with `rel="next"` in an RFC 8288 `Link` header, e.g.
 /// `<https://x/y?page=2>; rel="next", <https://x/y?page=9>; rel="last"`.
 pub fn link_rel(header: &str, rel: &str) -> Option<String> {
@@ -96,16 +141,25 @@ mod tests {
             link_rel(header, "next").as_deref(),
             Some("https://x/api?page=2&pageSize=1000")
         );
-        assert_eq!(link_rel(header, "last").as_deref(), Some("https://x/api?page=9"));
+        assert_eq!(
+            link_rel(header, "last").as_deref(),
+            Some("https://x/api?page=9")
+        );
         assert_eq!(link_rel(header, "prev"), None);
     }
 
     #[test]
     fn query_components_are_encoded() {
         assert_eq!(
-            with_query("https://x/a", &[("conditions", "name = \"A&B\""), ("page", "2")]),
+            with_query(
+                "https://x/a",
+                &[("conditions", "name = \"A&B\""), ("page", "2")]
+            ),
             "https://x/a?conditions=name%20%3D%20%22A%26B%22&page=2"
         );
-        assert_eq!(with_query("https://x/a?x=1", &[("y", "2")]), "https://x/a?x=1&y=2");
+        assert_eq!(
+            with_query("https://x/a?x=1", &[("y", "2")]),
+            "https://x/a?x=1&y=2"
+        );
     }
 }

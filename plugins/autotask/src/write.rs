@@ -1,0 +1,308 @@
+//! Quantity write-back, shared by `plan-quantity-change` and
+//! `apply-quantity-change` (see [`trueup_connector::plan`]).
+//!
+//! Autotask changes a recurring service's units only through
+//! `ContractServiceAdjustments` (create-only; `POST
+//! /ContractServiceAdjustments` with an integer `unitChange` effective on a
+//! date), and an adjustment can never be undone. So the SET the host asks
+//! for becomes a delta computed against what Autotask holds right now:
+//!
+//! 1. `GET /ContractServices/{id}` and `GET /Services/{serviceID}`: the line
+//!    and its catalogue identifier;
+//! 2. `GET /ContractServiceUnits/query?search=…` (the service's unit records
+//!    starting on or before the effective date): the units in effect on
+//!    that date;
+//! 3. `unitChange = new − current`; when it is 0 the change is already in
+//!    Autotask (an earlier attempt landed) and nothing is written;
+//!    otherwise `POST /ContractServiceAdjustments`;
+//! 4. the unit records are read back and must show the new units.
+//!
+//! Applying the same change twice therefore posts one adjustment. A
+//! decimal quantity is refused before any request (units are whole
+//! numbers); Autotask's own refusals (a date in an approved-and-posted
+//! period, …) come back as `upstream` with its text.
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+use trueup_connector::UpstreamFailure;
+use trueup_connector::plan::{Calls, Step};
+use trueup_connector::prelude::*;
+use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
+use trueup_connector::values::{self, date_to_iso, days_from_civil};
+
+use crate::api::{Client, MAX_LOOKUP_PAGES, record_id, search};
+use crate::model::{
+    AtContractService, AtService, AtUnit, UNIT_FIELDS, service_line, span, units_on,
+};
+
+/// A write refused by the connector before anything is sent: `upstream`
+/// with status 422 and a body saying so.
+fn refused(message: String) -> ConnectorError {
+    ConnectorError::Upstream(UpstreamFailure {
+        status: 422,
+        body: format!("refused by the connector before sending: {message}"),
+    })
+}
+
+/// The new quantity as whole units.
+///
+/// # Errors
+/// `upstream` 422 for a fraction or a negative number.
+pub fn whole_units(quantity: Decimal, line: &str) -> Result<i64, ConnectorError> {
+    if !quantity.fract().is_zero() {
+        return Err(refused(format!(
+            "Autotask contract service units are whole numbers, so {} cannot be written to contract service {line}; round the quantity (with a rounding rule) and approve again",
+            quantity.normalize()
+        )));
+    }
+    let units: i64 = quantity
+        .trunc()
+        .try_into()
+        .map_err(|_| refused(format!("{quantity} units is out of range")))?;
+    if units < 0 {
+        return Err(refused(format!(
+            "{units} units for contract service {line}: units cannot be negative"
+        )));
+    }
+    Ok(units)
+}
+
+/// Reads a service's unit records from a GET query URL, every page,
+/// listing the first request in a plan (`read_back`: only when applying).
+fn read_units(
+    client: &Client,
+    calls: &mut Calls,
+    url: &str,
+    purpose: String,
+    read_back: bool,
+) -> Result<Option<Vec<AtUnit>>, ConnectorError> {
+    let step = Step::get(url, purpose);
+    let response = if read_back {
+        match calls.read_back(step, |r| client.send(r))? {
+            Some(response) => response,
+            None => return Ok(None),
+        }
+    } else {
+        calls.read(step, |r| client.send(r))?
+    };
+    let mut page = client.page::<AtUnit>(response, &format!("GET {url}"), None, -1)?;
+    let mut all = Vec::new();
+    for _ in 0..MAX_LOOKUP_PAGES {
+        all.extend(page.items);
+        let Some(next) = page.next else {
+            return Ok(Some(all));
+        };
+        let after = all.last().map_or(-1, |u: &AtUnit| u.id);
+        page = client.page(
+            client.get(&next)?,
+            &format!("GET {next}"),
+            Some(&next),
+            after,
+        )?;
+    }
+    Err(ConnectorError::Internal(format!(
+        "GET {url}: more than {MAX_LOOKUP_PAGES} pages of unit records for one service"
+    )))
+}
+
+/// Runs the change: lists its calls when `calls` plans (returning `None`),
+/// makes them when it applies.
+///
+/// # Errors
+/// `upstream` 422 for a decimal or negative quantity (before any request),
+/// `not-found` for an unknown contract service, `upstream` with Autotask's
+/// text when it refuses the adjustment, `rate-limited` when the budget
+/// share is used, and what the requests return.
+pub fn run(
+    change: &QuantityChange,
+    calls: &mut Calls,
+) -> Result<Option<WriteResult>, ConnectorError> {
+    let new = whole_units(values::to_decimal(&change.new_quantity), &change.line_id)?;
+    let contract = record_id("contract", &change.contract_id)?;
+    let line = record_id("contract service", &change.line_id)?;
+    let client = Client::new()?;
+    client.check_budget()?;
+    let response = calls.read(
+        Step::get(
+            client.url(&format!("/ContractServices/{line}")),
+            format!("read contract service {line}"),
+        ),
+        |r| client.send(r),
+    )?;
+    let service: AtContractService = client.item(&response, "contract service")?;
+    if service.contract_id != contract {
+        return Err(ConnectorError::NotFound(format!(
+            "contract service {line} is on contract {}, not {contract}",
+            service.contract_id
+        )));
+    }
+    let response = calls.read(
+        Step::get(
+            client.url(&format!("/Services/{}", service.service_id)),
+            format!("read catalogue service {} for its name", service.service_id),
+        ),
+        |r| client.send(r),
+    )?;
+    let catalog: AtService = client.item(&response, "service")?;
+    if !change.product_identifier.trim().is_empty()
+        && !catalog
+            .name
+            .eq_ignore_ascii_case(change.product_identifier.trim())
+    {
+        return Err(ConnectorError::Upstream(UpstreamFailure {
+            status: 409,
+            body: format!(
+                "refused by the connector before writing: contract service {line} is service {:?}, not {:?}; re-sync and approve again",
+                catalog.name, change.product_identifier
+            ),
+        }));
+    }
+    let effective = change.effective_date;
+    let day = days_from_civil(&effective);
+    let units_url = client.query_get_url(
+        "ContractServiceUnits",
+        &search(
+            json!([
+                {"op": "eq", "field": "contractServiceID", "value": line},
+                {"op": "lte", "field": "startDate", "value": date_to_iso(&effective)},
+            ]),
+            UNIT_FIELDS,
+        ),
+    );
+    let units = read_units(
+        &client,
+        calls,
+        &units_url,
+        format!(
+            "read the unit records of contract service {line} up to {} to compute the unit change",
+            date_to_iso(&effective)
+        ),
+        false,
+    )?
+    .unwrap_or_default();
+    let refs: Vec<&AtUnit> = units.iter().collect();
+    let current = units_on(&refs, day)?.unwrap_or(0);
+    let unit_change = new - current;
+    let mut notes = Vec::new();
+    if change.policy == ChangePolicy::Immediate {
+        notes.push(format!(
+            "Autotask changes units only through dated adjustments: the change is effective {}",
+            date_to_iso(&effective)
+        ));
+    }
+    if unit_change == 0 {
+        if calls.planning() {
+            return Ok(None);
+        }
+        notes.push(format!(
+            "Autotask already holds {new} units for contract service {line} on {}; no adjustment was posted",
+            date_to_iso(&effective)
+        ));
+        return Ok(Some(WriteResult {
+            record_ids: vec![line.to_string()],
+            changed: false,
+            line: service_line(&service, Some(&catalog), &refs, &effective)?,
+            notes,
+        }));
+    }
+    let body = json!({
+        "contractID": contract,
+        "contractServiceID": line,
+        "serviceID": service.service_id,
+        "effectiveDate": format!("{}T00:00:00", date_to_iso(&effective)),
+        "unitChange": unit_change,
+    });
+    let posted = calls.write(
+        Step::post(
+            client.url("/ContractServiceAdjustments"),
+            body,
+            format!(
+                "adjust contract service {line} ({}) by {unit_change:+} units, from {current} to {new}, effective {} (cannot be undone)",
+                catalog.name,
+                date_to_iso(&effective)
+            ),
+        ),
+        |r| client.send(r),
+    )?;
+    let mut record_ids = Vec::new();
+    if let Some(posted) = posted {
+        #[derive(Deserialize)]
+        struct Created {
+            #[serde(rename = "itemId")]
+            item_id: i64,
+        }
+        let created: Created = posted.json()?;
+        record_ids.push(created.item_id.to_string());
+    }
+    let Some(after) = read_units(
+        &client,
+        calls,
+        &units_url,
+        format!("read the unit records of contract service {line} back"),
+        true,
+    )?
+    else {
+        return Ok(None);
+    };
+    let refs: Vec<&AtUnit> = after.iter().collect();
+    let now = units_on(&refs, day)?.unwrap_or(0);
+    if now != new {
+        return Err(ConnectorError::Internal(format!(
+            "GET {units_url}: after adjustment {} Autotask shows {now} units on {}, not {new}",
+            record_ids.join(", "),
+            date_to_iso(&effective)
+        )));
+    }
+    // The period's own record is the covering record that starts first;
+    // starting after the effective date's period start means a mid-period
+    // change, which Autotask prorates.
+    let mut period_start = None;
+    for unit in &after {
+        let (start, end) = span(unit)?;
+        if start <= day && day <= end && period_start.is_none_or(|s| start < s) {
+            period_start = Some(start);
+        }
+    }
+    if period_start.is_some_and(|start| start < day) {
+        notes.push(format!(
+            "Autotask created proration records for {unit_change:+} units from {} to the end of the period",
+            date_to_iso(&effective)
+        ));
+    }
+    notes.push(format!(
+        "adjustment {} posted: {unit_change:+} units from {} ({current} → {new}); Autotask adjustments cannot be deleted, so a correction is another adjustment",
+        record_ids.join(", "),
+        date_to_iso(&effective)
+    ));
+    Ok(Some(WriteResult {
+        record_ids,
+        changed: true,
+        line: service_line(&service, Some(&catalog), &refs, &effective)?,
+        notes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_non_negative_units_are_written() {
+        assert_eq!(whole_units(Decimal::new(120, 1), "5").ok(), Some(12));
+        assert_eq!(whole_units(Decimal::ZERO, "5").ok(), Some(0));
+        for refused in [Decimal::new(25, 1), Decimal::from(-1)] {
+            match whole_units(refused, "5") {
+                Err(ConnectorError::Upstream(failure)) => {
+                    assert_eq!(failure.status, 422);
+                    assert!(
+                        failure.body.contains("contract service 5"),
+                        "{}",
+                        failure.body
+                    );
+                }
+                other => panic!("{refused}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The `vendor` export: what each call sends to NinjaOne (see the crate
+//! docs for the API it mirrors).
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+use trueup_connector::http::{Part, Secret, TokenCache};
+use trueup_connector::paging::{Cursor, require_increase, with_query};
+use trueup_connector::prelude::*;
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::{config, log, oauth, progress, values};
+
+use crate::devices::{self, DeviceRow};
+
+/// The id in `plugin.toml`.
+const PLUGIN_ID: &str = "trueup.ninjaone";
+
+/// The largest `pageSize` asked for. A page shorter than `pageSize` ends a
+/// listing, so asking for more than the service serves would end it early.
+/// NinjaOne publishes no maximum; 10,000 is what the emulator serves (and
+/// its default page), and keeps a 100,000-device sync to ten requests.
+pub const MAX_PAGE_SIZE: u32 = 10_000;
+
+/// The most usage records one call returns. The host refuses pages of more
+/// than 25,000 items; smaller pages keep each call's memory and the host's
+/// lifting cost bounded.
+pub const MAX_RECORDS_PER_CALL: u32 = 20_000;
+
+thread_local! {
+    /// The bearer token, for the life of the instance (one sync).
+    static TOKEN: TokenCache = const { TokenCache::new() };
+    /// The rest of a device page fetched by the previous call, when that
+    /// page held more rows than one call returns. Only an optimisation: the
+    /// cursor alone is enough to continue (a fresh instance refetches).
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// The settings of `plugin.toml`, read and checked.
+struct Settings {
+    base: String,
+    client_id: String,
+    scope: String,
+    organizations_page_size: u32,
+    devices_page_size: u32,
+    records_per_call: u32,
+    os_details: bool,
+}
+
+fn settings() -> Result<Settings, ConnectorError> {
+    Ok(Settings {
+        base: config::base_url("base_url")?,
+        client_id: config::require("client_id")?,
+        scope: config::get_or("scope", "monitoring"),
+        organizations_page_size: config::parse_in(
+            "organizations_page_size",
+            1_000,
+            1..=MAX_PAGE_SIZE,
+        )?,
+        devices_page_size: config::parse_in("devices_page_size", MAX_PAGE_SIZE, 1..=MAX_PAGE_SIZE)?,
+        records_per_call: config::parse_in("records_per_call", 5_000, 1..=MAX_RECORDS_PER_CALL)?,
+        os_details: config::parse_or("os_details", false)?,
+    })
+}
+
+/// `POST /ws/oauth/token` with the client-credentials grant.
+fn fetch_token(settings: &Settings) -> Result<(String, i64), ConnectorError> {
+    let secret = Secret::get("client_secret")?;
+    let response = Request::post(format!("{}/ws/oauth/token", settings.base))
+        .header("accept", "application/json")
+        .form(&[
+            ("grant_type", Part::Text("client_credentials")),
+            ("client_id", Part::Text(&settings.client_id)),
+            ("client_secret", Part::Secret(&secret)),
+            ("scope", Part::Text(&settings.scope)),
+        ])
+        .send()?;
+    oauth::token_from_response(response)
+}
+
+/// An authorised GET, its status mapped to a [`ConnectorError`].
+fn get(settings: &Settings, url: &str) -> Result<Response, ConnectorError> {
+    TOKEN.with(|cache| cache.get(|| fetch_token(settings), url))
+}
+
+/// An organisation of `GET /api/v2/organizations`. Unknown fields are
+/// ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Organization {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    node_approval_mode: Option<String>,
+}
+
+/// Where the organisation listing stands: the last id served.
+#[derive(Default, Serialize, Deserialize)]
+struct AccountsCursor {
+    after: u64,
+    done: u64,
+}
+
+/// Where a device listing stands: the API page is the one after device id
+/// `after`; `skip` rows of it were already returned.
+#[derive(Default, Serialize, Deserialize)]
+struct UsageCursor {
+    after: u64,
+    skip: usize,
+    done: u64,
+}
+
+/// What identifies one API page of devices.
+#[derive(Clone, PartialEq, Eq)]
+struct PageKey {
+    base: String,
+    organization: Option<u64>,
+    after: u64,
+    page_size: u32,
+    os_details: bool,
+}
+
+/// Rows of one API page not returned yet.
+struct Pending {
+    key: PageKey,
+    /// How many rows of the page were returned before `rows[0]`.
+    skip: usize,
+    rows: Vec<DeviceRow>,
+    last_id: Option<u64>,
+    full: bool,
+}
+
+/// The rows of one API page from `skip` on.
+struct Loaded {
+    rows: Vec<DeviceRow>,
+    /// The page's last device id (the next `after`).
+    last_id: Option<u64>,
+    /// Whether the page was full, so another may follow.
+    full: bool,
+}
+
+fn take_pending(key: &PageKey, skip: usize) -> Option<Loaded> {
+    PENDING.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match slot.take() {
+            Some(p) if p.key == *key && p.skip == skip => Some(Loaded {
+                rows: p.rows,
+                last_id: p.last_id,
+                full: p.full,
+            }),
+            _ => None,
+        }
+    })
+}
+
+fn fetch_page(settings: &Settings, key: &PageKey, skip: usize) -> Result<Loaded, ConnectorError> {
+    let path = if key.os_details {
+        "devices-detailed"
+    } else {
+        "devices"
+    };
+    let page_size = key.page_size.to_string();
+    let after = key.after.to_string();
+    let filter = key.organization.map(|org| format!("org = {org}"));
+    let mut params = vec![("pageSize", page_size.as_str())];
+    if key.after > 0 {
+        params.push(("after", after.as_str()));
+    }
+    if let Some(filter) = &filter {
+        params.push(("df", filter.as_str()));
+    }
+    let url = with_query(&format!("{}/api/v2/{path}", settings.base), &params);
+    let response = get(settings, &url)?;
+    let mut rows = devices::parse_page(&response.body).map_err(|e| response.parse_error(&e))?;
+    drop(response);
+    let full = rows.len() >= key.page_size as usize;
+    let last_id = rows.last().map(|r| r.device_id);
+    if let Some(last) = last_id {
+        require_increase(&format!("GET {url}"), "last device id", key.after, last)?;
+    }
+    if let Some(org) = key.organization {
+        // The filter asked for one organisation; never attribute another's
+        // devices to it should the service ignore the filter.
+        let account = org.to_string();
+        let before = rows.len();
+        rows.retain(|r| r.account_id == account);
+        if rows.len() != before {
+            log::warn(&format!(
+                "GET {url}: {} devices of other organisations were ignored",
+                before - rows.len()
+            ));
+        }
+    }
+    rows.drain(..skip.min(rows.len()));
+    Ok(Loaded {
+        rows,
+        last_id,
+        full,
+    })
+}
+
+fn usage_record(row: DeviceRow) -> UsageRecord {
+    UsageRecord {
+        account_id: row.account_id,
+        sku_id: row.sku_id,
+        sku_name: row.sku_name,
+        quantity: values::integer(1),
+        unit: devices::UNIT.to_owned(),
+        unit_cost: None,
+        billing_term: None,
+        commitment_end: None,
+        attributes: row.attributes,
+    }
+}
+
+struct NinjaOne;
+
+impl vendor::Guest for NinjaOne {
+    fn describe() -> ConnectorInfo {
+        ConnectorInfo {
+            id: PLUGIN_ID.into(),
+            name: "NinjaOne RMM".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec!["usage-all-accounts".into()],
+        }
+    }
+
+    fn list_accounts(cursor: Option<String>) -> Result<AccountPage, ConnectorError> {
+        let settings = settings()?;
+        let state = Cursor::decode::<AccountsCursor>(cursor.as_deref())?.unwrap_or_default();
+        let page_size = settings.organizations_page_size.to_string();
+        let after = state.after.to_string();
+        let mut params = vec![("pageSize", page_size.as_str())];
+        if state.after > 0 {
+            params.push(("after", after.as_str()));
+        }
+        let url = with_query(&format!("{}/api/v2/organizations", settings.base), &params);
+        let organizations: Vec<Organization> = get(&settings, &url)?.json()?;
+        let done = state.done + organizations.len() as u64;
+        let next_cursor = match organizations.last() {
+            Some(last) => {
+                require_increase(
+                    &format!("GET {url}"),
+                    "last organization id",
+                    state.after,
+                    last.id,
+                )?;
+                if organizations.len() >= settings.organizations_page_size as usize {
+                    Some(Cursor::encode(&AccountsCursor {
+                        after: last.id,
+                        done,
+                    })?)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        progress::report(done, None, &format!("organizations: {done}"));
+        let items = organizations
+            .into_iter()
+            .map(|o| {
+                let mut attributes = Vec::new();
+                if let Some(mode) = o.node_approval_mode {
+                    attributes.push(("node-approval-mode".to_owned(), mode));
+                }
+                if let Some(description) = o.description.filter(|d| !d.trim().is_empty()) {
+                    attributes.push(("description".to_owned(), description));
+                }
+                Account {
+                    id: o.id.to_string(),
+                    name: o.name,
+                    domains: Vec::new(),
+                    attributes,
+                }
+            })
+            .collect();
+        Ok(AccountPage { items, next_cursor })
+    }
+
+    fn list_usage(request: UsageRequest) -> Result<UsagePage, ConnectorError> {
+        let settings = settings()?;
+        let organization = request
+            .account_id
+            .as_deref()
+            .map(|id| {
+                id.trim().parse::<u64>().map_err(|_| {
+                    ConnectorError::NotFound(format!(
+                        "{id:?} is not a NinjaOne organization id (they are numbers)"
+                    ))
+                })
+            })
+            .transpose()?;
+        let state = Cursor::decode::<UsageCursor>(request.cursor.as_deref())?.unwrap_or_default();
+        let key = PageKey {
+            base: settings.base.clone(),
+            organization,
+            after: state.after,
+            page_size: settings.devices_page_size,
+            os_details: settings.os_details,
+        };
+        let Loaded {
+            mut rows,
+            last_id,
+            full,
+        } = match take_pending(&key, state.skip) {
+            Some(loaded) => loaded,
+            None => fetch_page(&settings, &key, state.skip)?,
+        };
+        let served = rows.len().min(settings.records_per_call as usize);
+        let rest = rows.split_off(served);
+        let done = state.done + served as u64;
+        let next_cursor = if !rest.is_empty() {
+            let skip = state.skip + served;
+            PENDING.with(|slot| {
+                *slot.borrow_mut() = Some(Pending {
+                    key,
+                    skip,
+                    rows: rest,
+                    last_id,
+                    full,
+                });
+            });
+            Some(UsageCursor {
+                after: state.after,
+                skip,
+                done,
+            })
+        } else {
+            match last_id {
+                Some(after) if full => Some(UsageCursor {
+                    after,
+                    skip: 0,
+                    done,
+                }),
+                _ => None,
+            }
+        };
+        progress::report(done, None, &format!("devices: {done}"));
+        Ok(UsagePage {
+            items: rows.into_iter().map(usage_record).collect(),
+            next_cursor: next_cursor.as_ref().map(Cursor::encode).transpose()?,
+        })
+    }
+}
+
+trueup_connector::export_vendor!(NinjaOne);

@@ -1,0 +1,25 @@
+//! Trueup vendor connector for NinjaOne RMM (public API v2).
+//!
+//! - Accounts are organisations: `GET /api/v2/organizations?pageSize=&after=`.
+//! - Usage is one record per device (quantity 1, SKU = `nodeClass`), from
+//!   `GET /api/v2/devices` (or `/api/v2/devices-detailed` with
+//!   `os_details = true`, which adds `os-name`), filtered to one
+//!   organisation with the device filter `df=org = <id>`, or unfiltered for
+//!   every organisation at once (`usage-all-accounts`).
+//! - Auth: OAuth client credentials at `POST /ws/oauth/token` (form body;
+//!   the client secret is placed by the host), bearer token cached for the
+//!   life of the instance.
+//!
+//! Paging follows the published v2 spec: list endpoints answer a plain JSON
+//! array in ascending id order, `after` is the last id of the previous page,
+//! and a page shorter than `pageSize` is the last. A page whose last id does
+//! not move past `after` is reported, never followed.
+//!
+//! The [`devices`] module (page parsing and record building) has no
+//! dependency on the WIT bindings, so it also builds natively; the
+//! `component` feature (on by default) adds the connector itself.
+
+pub mod devices;
+
+#[cfg(feature = "component")]
+mod connector;

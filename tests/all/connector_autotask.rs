@@ -1,0 +1,784 @@
+//! The Autotask connector (`plugins/autotask`) against the Autotask
+//! emulator: zone lookup, full sync checked against the seeded data,
+//! statuses, posted-through, adjustments with idempotency, Autotask's
+//! refusals, dry runs, the shared hourly budget, and faults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
+use trueup_core::model::{BillingCycle, ContractStatus, ServiceLine};
+use trueup_emulators::common::{Extra, plans};
+use trueup_emulators::faults::FaultPlan;
+use trueup_emulators::{Kind, Settings, autotask as at};
+use trueup_plugin_host::limits::LimitSettings;
+use trueup_plugin_host::{
+    CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, PluginSettings, QuantityChange,
+};
+
+use crate::connector_harness::{Emulator, as_of};
+use crate::support::{engine, plugin_dir};
+
+const ID: &str = "trueup.autotask";
+const SEED: u64 = 7;
+
+async fn emulator(customers: usize, settings: Settings) -> Emulator {
+    Emulator::start(Kind::Autotask, SEED, customers, settings).await
+}
+
+fn pinned() -> Settings {
+    Against::Autotask.emulator_settings(as_of())
+}
+
+fn connect(emulator: &Emulator, config: &[(&str, &str)], limits: LimitSettings) -> Connection {
+    let base = PluginSettings {
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        limits,
+        ..PluginSettings::default()
+    };
+    conformance::connect(
+        &engine(),
+        &plugin_dir(ID),
+        &base,
+        Against::Autotask,
+        emulator.base(),
+        as_of(),
+    )
+    .expect("load the Autotask connector")
+}
+
+fn all_contracts() -> ContractFilter {
+    ContractFilter {
+        types: Vec::new(),
+        active_only: false,
+    }
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("date")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_reads_companies_contracts_and_current_units() {
+    let emulator = emulator(3_600, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("full sync");
+    let plans = plans(&emulator.world, as_of());
+
+    let dead = plans.iter().filter(|p| p.position % 13 == 6).count();
+    assert_eq!(synced.companies.len(), plans.len() + dead);
+    assert_eq!(
+        synced
+            .companies
+            .iter()
+            .filter(|c| c.status == trueup_core::model::CompanyStatus::Inactive)
+            .count(),
+        dead
+    );
+    assert!(synced.companies.len() >= 2_000);
+    let extras = plans
+        .iter()
+        .filter(|p| p.extra.is_some_and(|e| e != Extra::Arrears))
+        .count();
+    assert_eq!(synced.contracts.len(), plans.len() + extras);
+    let services: usize = plans
+        .iter()
+        .map(|p| {
+            let moved = p.moved.iter().count();
+            p.lines.len()
+                + match p.extra {
+                    Some(Extra::Arrears) => moved,
+                    Some(Extra::Cancelled | Extra::Annual | Extra::Inactive | Extra::Expired) => {
+                        moved + p.stale.len()
+                    }
+                    _ => 0,
+                }
+        })
+        .sum();
+    assert_eq!(synced.lines.len(), services);
+    assert!(synced.lines.len() >= 20_000, "{} lines", synced.lines.len());
+    assert!(
+        synced.pages.0 >= 8 && synced.pages.1 >= 9,
+        "500 a page: {:?}",
+        synced.pages
+    );
+    // One token-free zone lookup for the whole sync.
+    assert_eq!(
+        emulator.count("GET /atservicesrest/v1.0/zoneInformation"),
+        1
+    );
+
+    // A sample of main contracts: the units of the current period, the
+    // catalogue name, the price, and the end of the last posted period.
+    let by_name: BTreeMap<&str, &str> = synced
+        .companies
+        .iter()
+        .filter(|c| c.status == trueup_core::model::CompanyStatus::Active)
+        .map(|c| (c.name.as_str(), c.id.as_str()))
+        .collect();
+    for plan in plans.iter().step_by(89) {
+        let customer = &emulator.world.customers[plan.customer];
+        let company = by_name[customer.name.as_str()];
+        let main = synced
+            .contracts
+            .iter()
+            .find(|c| c.company_id.as_str() == company && c.name.starts_with("Managed Services - "))
+            .expect("main contract");
+        assert_eq!(main.billing_cycle, BillingCycle::Monthly);
+        assert_eq!(main.contract_type, "Recurring Service");
+        assert!(main.prorate);
+        assert_eq!(
+            main.posted_through,
+            Some(date(2026, 10, 31)),
+            "{}",
+            customer.name
+        );
+        let mut expected: Vec<(String, Decimal, Decimal)> = plan
+            .lines
+            .iter()
+            .chain(if plan.extra == Some(Extra::Arrears) {
+                plan.moved.iter()
+            } else {
+                None.iter()
+            })
+            .map(|l| {
+                (
+                    l.product.identifier.to_owned(),
+                    Decimal::from(l.quantity),
+                    Decimal::new(l.product.unit_price_cents, 2),
+                )
+            })
+            .collect();
+        expected.sort();
+        let mut got: Vec<(String, Decimal, Decimal)> = synced
+            .lines
+            .iter()
+            .filter(|l| l.contract_id == main.id)
+            .map(|l| (l.product_identifier.to_string(), l.quantity, l.unit_price))
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{}", customer.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_cycles_and_filters_follow_the_contracts() {
+    let emulator = emulator(80, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("sync");
+    let plans = plans(&emulator.world, as_of());
+    let id_of: BTreeMap<&str, &str> = synced
+        .companies
+        .iter()
+        .filter(|c| c.status == trueup_core::model::CompanyStatus::Active)
+        .map(|c| (c.name.as_str(), c.id.as_str()))
+        .collect();
+    let mut seen = 0;
+    for plan in plans
+        .iter()
+        .filter(|p| p.extra.is_some_and(|e| e != Extra::Arrears))
+    {
+        let company = id_of[emulator.world.customers[plan.customer].name.as_str()];
+        let extra = synced
+            .contracts
+            .iter()
+            .find(|c| {
+                c.company_id.as_str() == company && !c.name.starts_with("Managed Services - ")
+            })
+            .expect("extra contract");
+        let (status, cycle, kind) = (
+            extra.status,
+            extra.billing_cycle.clone(),
+            extra.contract_type.as_str(),
+        );
+        match plan.extra {
+            // Autotask has no "cancelled": a replaced contract is inactive
+            // and ended.
+            Some(Extra::Cancelled) => {
+                assert_eq!(status, ContractStatus::Inactive);
+                assert!(extra.end_date.is_some_and(|e| e < as_of()));
+            }
+            Some(Extra::Inactive) => assert_eq!(status, ContractStatus::Inactive),
+            Some(Extra::Expired) => assert_eq!(status, ContractStatus::Expired),
+            Some(Extra::Annual) => assert_eq!(
+                (status, cycle),
+                (ContractStatus::Active, BillingCycle::Annual)
+            ),
+            Some(Extra::OtherType) => {
+                assert_eq!((kind, cycle), ("Block Hours", BillingCycle::None))
+            }
+            Some(Extra::NoCycle) => {
+                assert_eq!((kind, cycle), ("Time & Materials", BillingCycle::None))
+            }
+            Some(Extra::OneTime) => {
+                assert_eq!((kind, cycle), ("Fixed Price", BillingCycle::OneTime))
+            }
+            _ => unreachable!(),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 7, "{seen} extra contracts");
+
+    let mut other = connection.session().expect("session");
+    let recurring = full_sync(
+        &mut other,
+        &ContractFilter {
+            types: vec!["Recurring Service".into()],
+            active_only: false,
+        },
+    )
+    .await
+    .expect("filtered");
+    assert!(
+        recurring
+            .contracts
+            .iter()
+            .all(|c| c.contract_type == "Recurring Service")
+    );
+    assert_eq!(
+        recurring.contracts.len(),
+        synced
+            .contracts
+            .iter()
+            .filter(|c| c.contract_type == "Recurring Service")
+            .count()
+    );
+    assert!(truth_mismatches(&emulator.world, as_of(), &recurring).is_empty());
+    let by_number = full_sync(
+        &mut other,
+        &ContractFilter {
+            types: vec!["4".into(), "category:9".into()],
+            active_only: false,
+        },
+    )
+    .await
+    .expect("type number");
+    assert!(!by_number.contracts.is_empty());
+    assert!(
+        by_number
+            .contracts
+            .iter()
+            .all(|c| c.contract_type == "Block Hours")
+    );
+    let active = full_sync(
+        &mut other,
+        &ContractFilter {
+            types: Vec::new(),
+            active_only: true,
+        },
+    )
+    .await
+    .expect("active only");
+    assert!(
+        active
+            .contracts
+            .iter()
+            .all(|c| c.status == ContractStatus::Active)
+    );
+    assert_eq!(
+        active.contracts.len(),
+        synced
+            .contracts
+            .iter()
+            .filter(|c| c.status == ContractStatus::Active)
+            .count()
+    );
+    let error = other
+        .list_contracts(
+            &ContractFilter {
+                types: vec!["Managed Services".into()],
+                active_only: false,
+            },
+            None,
+        )
+        .await
+        .expect_err("unknown type");
+    assert!(
+        matches!(error.kind, CallErrorKind::Connector(ConnectorFailure::InvalidConfig(ref m)) if m.contains("Recurring Service")),
+        "{error}"
+    );
+}
+
+/// The first service of the first customer's main contract.
+async fn target(connection: &Connection) -> (String, ServiceLine) {
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("sync");
+    let main = synced
+        .contracts
+        .iter()
+        .find(|c| c.name.starts_with("Managed Services - "))
+        .expect("main contract");
+    let line = synced
+        .lines
+        .iter()
+        .find(|l| l.contract_id == main.id && l.quantity > Decimal::ZERO)
+        .expect("a service with units")
+        .clone();
+    (main.id.to_string(), line)
+}
+
+fn change(
+    contract: &str,
+    line: &ServiceLine,
+    new: Decimal,
+    effective: NaiveDate,
+) -> QuantityChange {
+    QuantityChange {
+        contract_id: contract.to_owned(),
+        line_id: line.id.to_string(),
+        product_identifier: line.product_identifier.to_string(),
+        expected_quantity: line.quantity,
+        new_quantity: new,
+        effective_date: effective,
+        policy: ChangePolicy::Dated,
+        idempotency_key: format!("test-{}", line.id),
+    }
+}
+
+async fn inspect_list(emulator: &Emulator, path: &str) -> Vec<Value> {
+    emulator
+        .inspect(path)
+        .await
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adjustment_is_posted_once_for_the_unit_difference() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let seeded = inspect_list(&emulator, "/_emulator/autotask/adjustments")
+        .await
+        .len();
+    let new = line.quantity + Decimal::from(5);
+    let request = change(&contract, &line, new, date(2026, 12, 1));
+    let mut session = connection.session().expect("session");
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    assert!(result.changed, "{:?}", result.notes);
+    assert_eq!(result.line.id, line.id);
+    assert_eq!(result.line.quantity, new, "units from the effective date");
+    let adjustments = inspect_list(&emulator, "/_emulator/autotask/adjustments").await;
+    assert_eq!(adjustments.len(), seeded + 1);
+    let posted = adjustments.last().expect("the adjustment");
+    assert_eq!(
+        posted["contractServiceID"].as_i64(),
+        line.id.as_str().parse().ok()
+    );
+    assert_eq!(posted["unitChange"], 5);
+    assert_eq!(posted["effectiveDate"], "2026-12-01T00:00:00Z");
+    assert_eq!(result.record_ids, vec![posted["id"].to_string()]);
+    // The current month still bills the old units.
+    let now = session
+        .read_line(&contract, line.id.as_str())
+        .await
+        .expect("read-line");
+    assert_eq!(now.quantity, line.quantity);
+
+    let again = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("again");
+    assert!(!again.changed, "{:?}", again.notes);
+    assert_eq!(again.line.quantity, new);
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/adjustments")
+            .await
+            .len(),
+        seeded + 1,
+        "applied exactly once"
+    );
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .len(),
+        1
+    );
+
+    // A later SET back to the original: −5, once.
+    let back = change(&contract, &line, line.quantity, date(2026, 12, 1));
+    let reverted = session
+        .apply_quantity_change(&back)
+        .await
+        .expect("set back");
+    assert!(reverted.changed);
+    let adjustments = inspect_list(&emulator, "/_emulator/autotask/adjustments").await;
+    assert_eq!(adjustments.last().expect("adjustment")["unitChange"], -5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_period_change_is_prorated_and_still_applied_once() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let new = line.quantity + Decimal::from(2);
+    let request = change(&contract, &line, new, date(2026, 11, 16));
+    let mut session = connection.session().expect("session");
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    assert!(result.changed);
+    assert_eq!(result.line.quantity, new);
+    assert!(
+        result.notes.iter().any(|n| n.contains("proration")),
+        "{:?}",
+        result.notes
+    );
+    // As of the 25th the prorated units are in effect.
+    let read = session
+        .read_line(&contract, line.id.as_str())
+        .await
+        .expect("read-line");
+    assert_eq!(read.quantity, new);
+    let again = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("again");
+    assert!(!again.changed);
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimal_units_are_refused_before_any_request() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let before = emulator.running.faults.stats().total;
+    let mut session = connection.session().expect("session");
+    let error = session
+        .apply_quantity_change(&change(
+            &contract,
+            &line,
+            Decimal::new(25, 1),
+            date(2026, 12, 1),
+        ))
+        .await
+        .expect_err("decimal");
+    assert!(!error.is_transient());
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Upstream { status, body }) => {
+            assert_eq!(status, 422);
+            assert!(
+                body.contains("whole numbers") && body.contains("2.5"),
+                "{body}"
+            );
+        }
+        other => panic!("expected upstream, got {other:?}"),
+    }
+    assert_eq!(
+        emulator.running.faults.stats().total,
+        before,
+        "no request at all"
+    );
+    assert!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_period_is_refused_with_autotasks_text() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let seeded = inspect_list(&emulator, "/_emulator/autotask/adjustments")
+        .await
+        .len();
+    let mut session = connection.session().expect("session");
+    let error = session
+        .apply_quantity_change(&change(
+            &contract,
+            &line,
+            line.quantity + Decimal::ONE,
+            date(2026, 10, 1),
+        ))
+        .await
+        .expect_err("posted");
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Upstream { status, body }) => {
+            assert_eq!(status, 500);
+            assert_eq!(body, at::POSTED_PERIOD_ERROR);
+        }
+        other => panic!("expected upstream, got {other:?}"),
+    }
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/adjustments")
+            .await
+            .len(),
+        seeded
+    );
+    let log = inspect_list(&emulator, "/_emulator/autotask/writes").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_lists_the_adjustment_and_posts_nothing() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let mut session = connection.session().expect("session");
+    let request = change(
+        &contract,
+        &line,
+        line.quantity + Decimal::from(3),
+        date(2026, 12, 1),
+    );
+    let plan = session.plan_quantity_change(&request).await.expect("plan");
+    let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "GET", "POST", "GET"], "{plan:#?}");
+    assert!(plan[0].url.ends_with(&format!(
+        "/atservicesrest/v1.0/ContractServices/{}",
+        line.id
+    )));
+    assert!(
+        plan[3]
+            .url
+            .ends_with("/atservicesrest/v1.0/ContractServiceAdjustments")
+    );
+    let body: Value = serde_json::from_str(plan[3].body.as_deref().expect("body")).expect("JSON");
+    assert_eq!(body["unitChange"], 3);
+    assert_eq!(body["contractID"].to_string(), contract);
+    for secret in [at::SECRET, at::INTEGRATION_CODE] {
+        assert!(
+            plan.iter()
+                .all(|c| !c.url.contains(secret)
+                    && !c.body.as_deref().unwrap_or("").contains(secret))
+        );
+    }
+    assert!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_share_is_respected_before_autotasks_hard_limit() {
+    let mut settings = pinned();
+    settings.autotask.hourly_request_limit = 40;
+    settings.autotask.usage_latency = false;
+    let emulator = emulator(30, settings).await;
+    let connection = connect(
+        &emulator,
+        &[("budget_share", "0.5")],
+        LimitSettings::default(),
+    );
+    let mut session = connection.session().expect("session");
+    let mut calls = 0;
+    let error = loop {
+        match session.list_companies(None).await {
+            Ok(_) => calls += 1,
+            Err(error) => break error,
+        }
+        assert!(calls <= 40, "never backed off");
+    };
+    assert_eq!(calls, 20, "half of the hourly 40 requests");
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::RateLimited { retry_after }) => {
+            assert!(
+                retry_after >= Duration::from_secs(60) && retry_after <= Duration::from_secs(3600),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("expected rate-limited, got {other:?}"),
+    }
+    // Autotask itself never refused: its counter is at the share, below
+    // the limit.
+    let threshold: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/atservicesrest/v1.0/ThresholdInformation",
+            emulator.base()
+        ))
+        .header("ApiIntegrationCode", at::INTEGRATION_CODE)
+        .header("UserName", at::USERNAME)
+        .header("Secret", at::SECRET)
+        .send()
+        .await
+        .expect("threshold")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("JSON"))
+        .expect("body");
+    assert_eq!(threshold["currentTimeframeRequestCount"], 20);
+    assert_eq!(threshold["externalRequestThreshold"], 40);
+
+    // With the whole budget allowed, the emulator's own 429 comes back as
+    // rate-limited too.
+    let greedy = connect(
+        &emulator,
+        &[("budget_share", "1")],
+        LimitSettings::default(),
+    );
+    let mut session = greedy.session().expect("session");
+    let error = loop {
+        if let Err(error) = session.list_companies(None).await {
+            break error;
+        }
+    };
+    assert!(
+        matches!(
+            error.kind,
+            CallErrorKind::Connector(ConnectorFailure::RateLimited { .. })
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_map_to_the_right_errors() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+
+    emulator.faults(FaultPlan {
+        rate_limited: 2,
+        retry_after_secs: 9,
+        ..FaultPlan::default()
+    });
+    let error = connection
+        .session()
+        .expect("session")
+        .list_companies(None)
+        .await
+        .expect_err("429");
+    assert_eq!(
+        error.kind,
+        CallErrorKind::Connector(ConnectorFailure::RateLimited {
+            retry_after: Duration::from_secs(9)
+        })
+    );
+
+    emulator.faults(FaultPlan {
+        server_errors: 1,
+        ..FaultPlan::default()
+    });
+    let error = connection
+        .session()
+        .expect("session")
+        .list_companies(None)
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(
+            error.kind,
+            CallErrorKind::Connector(ConnectorFailure::Upstream { status: 500, .. })
+        ),
+        "{error}"
+    );
+    assert!(error.is_transient());
+
+    emulator.faults(FaultPlan {
+        truncated: 1,
+        path_contains: Some("/Companies".into()),
+        ..FaultPlan::default()
+    });
+    let error = connection
+        .session()
+        .expect("session")
+        .list_companies(None)
+        .await
+        .expect_err("truncated");
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Internal(message)) => {
+            assert!(
+                message.contains(&format!(
+                    "POST {}/atservicesrest/v1.0/Companies/query",
+                    emulator.base()
+                )),
+                "{message}"
+            );
+        }
+        other => panic!("expected internal, got {other:?}"),
+    }
+
+    let slow = connect(
+        &emulator,
+        &[],
+        LimitSettings {
+            call_timeout_ms: Some(1_000),
+            ..LimitSettings::default()
+        },
+    );
+    emulator.faults(FaultPlan {
+        slow: 1,
+        slow_ms: 4_000,
+        ..FaultPlan::default()
+    });
+    let error = slow
+        .session()
+        .expect("session")
+        .list_companies(None)
+        .await
+        .expect_err("slow");
+    assert!(
+        matches!(error.kind, CallErrorKind::Timeout { .. }),
+        "{error}"
+    );
+    emulator.faults(FaultPlan::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paging_loop_is_reported_not_followed() {
+    let emulator = emulator(600, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    emulator.faults(FaultPlan {
+        paging_loop: true,
+        ..FaultPlan::default()
+    });
+    let mut session = connection.session().expect("session");
+    let first = session.list_companies(None).await.expect("first page");
+    assert_eq!(first.items.len(), 500);
+    let error = session
+        .list_companies(first.next_cursor.as_deref())
+        .await
+        .expect_err("loop");
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Internal(message)) => {
+            assert!(message.contains("does not advance"), "{message}");
+        }
+        other => panic!("expected internal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_zone_url_skips_the_lookup() {
+    let emulator = emulator(10, pinned()).await;
+    let api_url = format!("{}/atservicesrest", emulator.base());
+    let connection = connect(
+        &emulator,
+        &[("api_url", &api_url)],
+        LimitSettings::default(),
+    );
+    let mut session = connection.session().expect("session");
+    let page = session.list_companies(None).await.expect("companies");
+    assert!(!page.items.is_empty());
+    assert_eq!(
+        emulator.count("GET /atservicesrest/v1.0/zoneInformation"),
+        0
+    );
+}
