@@ -306,7 +306,7 @@ async fn server_errors_are_transient_upstream_failures() {
         let failure = failure(error);
         assert!(failure.is_transient());
         assert!(
-            matches!(&failure, ConnectorFailure::Upstream { status: 500, body } if body.contains("unexpected error")),
+            matches!(&failure, ConnectorFailure::Upstream { status: 500, body, retryable: true } if body.contains("unexpected error")),
             "{failure:?}"
         );
     }

@@ -103,7 +103,8 @@ async fn persistent_errors_stop_the_pull_naming_the_phase() {
                 error.kind,
                 CallErrorKind::Connector(ConnectorFailure::Upstream {
                     status: 503,
-                    body: "try later".into()
+                    body: "try later".into(),
+                    retryable: true,
                 })
             );
         }

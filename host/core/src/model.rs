@@ -412,8 +412,19 @@ impl Attributes {
     /// Attributes from pairs in any order; a key given twice keeps its last
     /// value.
     pub fn new(pairs: impl IntoIterator<Item = (Arc<str>, Arc<str>)>) -> Self {
-        let map: BTreeMap<Arc<str>, Arc<str>> = pairs.into_iter().collect();
-        Self(map.into_iter().collect())
+        // A sort of a small vector beats building a map: rows carry a
+        // handful of attributes and there are millions of rows.
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = pairs.into_iter().collect();
+        if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Already sorted with unique keys, as connectors usually send.
+            return Self(pairs);
+        }
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        // After the reverse, the stable sort keeps the LAST value given for
+        // a key first among its equals; dedup keeps that one.
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        Self(pairs)
     }
 
     /// The value of `key`.

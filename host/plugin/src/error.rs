@@ -168,6 +168,8 @@ pub enum ConnectorFailure {
         status: u16,
         /// Its reason.
         body: String,
+        /// Whether the connector says retrying may help.
+        retryable: bool,
     },
     /// Anything else.
     #[error("{0}")]
@@ -179,7 +181,7 @@ impl ConnectorFailure {
     pub fn is_transient(&self) -> bool {
         match self {
             ConnectorFailure::RateLimited { .. } => true,
-            ConnectorFailure::Upstream { status, .. } => *status == 0 || *status >= 500,
+            ConnectorFailure::Upstream { retryable, .. } => *retryable,
             ConnectorFailure::Internal(_) => true,
             ConnectorFailure::AuthFailed(_)
             | ConnectorFailure::NotFound(_)

@@ -268,13 +268,6 @@ impl HostState {
                 self.plugin.manifest.id
             ))));
         }
-        if self.call.read_only && !matches!(request.method, http::Method::Get | http::Method::Head)
-        {
-            return Ok(Err(Failure::Denied(format!(
-                "{} is a dry run: only GET and HEAD requests may be sent",
-                self.call.export
-            ))));
-        }
         let mut url = match Url::parse(&request.url) {
             Ok(url) => url,
             Err(e) => return Ok(Err(invalid(format!("{:?} is not a URL: {e}", request.url)))),
@@ -283,6 +276,19 @@ impl HostState {
             Ok(r) => r,
             Err(failure) => return Ok(Err(failure)),
         };
+        // A dry run reads; the one write it may send is a credential
+        // exchange (a POST whose body carries a granted secret, e.g. an
+        // OAuth client-credentials request), without which a connector
+        // could not read at all on a fresh instance.
+        let reads = matches!(request.method, http::Method::Get | http::Method::Head);
+        let credential_exchange =
+            request.method == http::Method::Post && rendered.body_has_secret;
+        if self.call.read_only && !reads && !credential_exchange {
+            return Ok(Err(Failure::Denied(format!(
+                "{} is a dry run: only GET and HEAD requests (and a POST carrying a secret, a token exchange) may be sent",
+                self.call.export
+            ))));
+        }
         let limit = self.plugin.limits.max_response_bytes;
         let own_timeout = request
             .timeout_ms

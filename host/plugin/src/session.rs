@@ -244,6 +244,7 @@ impl Caller {
             E::Upstream(u) => ConnectorFailure::Upstream {
                 status: u.status,
                 body: state.redact(&u.body),
+                retryable: u.retryable,
             },
             E::Internal(m) => ConnectorFailure::Internal(state.redact(&m)),
         }

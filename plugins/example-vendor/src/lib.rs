@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use trueup_connector::http::{Part, Secret};
 use trueup_connector::paging::{Cursor, with_query};
 use trueup_connector::prelude::*;
-use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::usage::{self, UsageRecord};
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRequest};
 use trueup_connector::{config, log, values};
 
 struct JsonFeed;
@@ -138,10 +139,7 @@ impl vendor::Guest for JsonFeed {
                 })
             })
             .collect::<Result<Vec<_>, ConnectorError>>()?;
-        Ok(UsagePage {
-            items,
-            next_cursor: None,
-        })
+        Ok(usage::page(&items, None))
     }
 }
 

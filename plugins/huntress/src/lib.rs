@@ -25,7 +25,8 @@ use trueup_connector::paging::{
     Cursor, percent_encode, require_increase, require_new_token, with_query,
 };
 use trueup_connector::prelude::*;
-use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::usage::{self, UsageRecord};
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRequest};
 use trueup_connector::{config, progress, values};
 
 /// The id in `plugin.toml`.
@@ -281,22 +282,13 @@ impl vendor::Guest for Huntress {
                 let url = format!("{}/organizations/{}", settings.base, percent_encode(id));
                 let body: OneOrganization = get(&settings, &url)?.json()?;
                 progress::report(1, Some(1), &format!("organization {id}"));
-                Ok(UsagePage {
-                    items: vec![usage_record(body.organization)?],
-                    next_cursor: None,
-                })
+                Ok(usage::page(&[usage_record(body.organization)?], None))
             }
             None => {
                 let (organizations, next_cursor, done) =
                     list_organizations(&settings, request.cursor.as_deref())?;
                 progress::report(done, None, &format!("organizations: {done}"));
-                Ok(UsagePage {
-                    items: organizations
-                        .into_iter()
-                        .map(usage_record)
-                        .collect::<Result<_, _>>()?,
-                    next_cursor,
-                })
+                usage::try_page(organizations.into_iter().map(usage_record), next_cursor)
             }
         }
     }

@@ -33,7 +33,7 @@
 //! `product:sku` form.
 
 use rust_decimal::Decimal;
-use trueup_connector::vendor::UsageRecord;
+use trueup_connector::usage::UsageRecord;
 use trueup_connector::{ConnectorError, Date, values};
 
 use crate::graph::SubscribedSku;

@@ -231,10 +231,7 @@ impl vendor::Guest for Microsoft365 {
             Some(items.len() as u64),
             &format!("tenant {tenant}: {} SKUs", items.len()),
         );
-        Ok(UsagePage {
-            items,
-            next_cursor: None,
-        })
+        Ok(trueup_connector::usage::page(&items, None))
     }
 }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use trueup_connector::http::{Part, Secret, TokenCache};
 use trueup_connector::paging::{Cursor, require_increase, with_query};
 use trueup_connector::prelude::*;
-use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::usage::{UsagePageBuilder, UsageRef};
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRequest};
 use trueup_connector::{config, log, oauth, progress, values};
 
 use crate::devices::{self, DeviceRow};
@@ -200,18 +201,29 @@ fn fetch_page(settings: &Settings, key: &PageKey, skip: usize) -> Result<Loaded,
     })
 }
 
-fn usage_record(row: DeviceRow) -> UsageRecord {
-    UsageRecord {
-        account_id: row.account_id,
-        sku_id: row.sku_id,
-        sku_name: row.sku_name,
-        quantity: values::integer(1),
-        unit: devices::UNIT.to_owned(),
-        unit_cost: None,
-        billing_term: None,
-        commitment_end: None,
-        attributes: row.attributes,
+/// The page of `rows`: one usage record per device, quantity 1. Texts go
+/// into the page's string table once (the class names, account ids and
+/// attribute keys repeat on every device).
+fn usage_page(rows: &[DeviceRow], next_cursor: Option<String>) -> UsagePage {
+    let mut page = UsagePageBuilder::with_capacity(rows.len());
+    let one = values::integer(1);
+    let mut attributes: Vec<(&str, &str)> = Vec::new();
+    for row in rows {
+        attributes.clear();
+        attributes.extend(row.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        page.push_ref(UsageRef {
+            account_id: &row.account_id,
+            sku_id: &row.sku_id,
+            sku_name: &row.sku_name,
+            quantity: one,
+            unit: devices::UNIT,
+            unit_cost: None,
+            billing_term: None,
+            commitment_end: None,
+            attributes: &attributes,
+        });
     }
+    page.finish(next_cursor)
 }
 
 struct NinjaOne;
@@ -338,10 +350,10 @@ impl vendor::Guest for NinjaOne {
             }
         };
         progress::report(done, None, &format!("devices: {done}"));
-        Ok(UsagePage {
-            items: rows.into_iter().map(usage_record).collect(),
-            next_cursor: next_cursor.as_ref().map(Cursor::encode).transpose()?,
-        })
+        Ok(usage_page(
+            &rows,
+            next_cursor.as_ref().map(Cursor::encode).transpose()?,
+        ))
     }
 }
 

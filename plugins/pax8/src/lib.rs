@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use trueup_connector::http::{Part, Secret, SecretEncoding, TokenCache};
 use trueup_connector::paging::{Cursor, not_advancing, with_query};
 use trueup_connector::prelude::*;
-use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::usage::{self, UsageRecord};
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRequest};
 use trueup_connector::{config, oauth, progress, values};
 
 /// The id in `plugin.toml`.
@@ -396,10 +397,7 @@ impl vendor::Guest for Pax8 {
             })
             .map(usage_record)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(UsagePage {
-            items,
-            next_cursor: page.next_cursor,
-        })
+        Ok(usage::page(&items, page.next_cursor))
     }
 }
 

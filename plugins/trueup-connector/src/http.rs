@@ -296,8 +296,16 @@ fn transport_error(
         wit::HttpError::Transport(message) => ConnectorError::Upstream(UpstreamFailure {
             status: 0,
             body: format!("{method} {url}: {message}"),
+            retryable: true,
         }),
     }
+}
+
+/// Whether an HTTP status usually means "try again later": 408, 425, 429,
+/// 5xx. A connector whose API answers refusals with a 5xx (Autotask does)
+/// sets `retryable` itself.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 0 | 408 | 425 | 429) || status >= 500
 }
 
 /// A response.
@@ -368,6 +376,7 @@ impl Response {
             status => Err(ConnectorError::Upstream(UpstreamFailure {
                 status,
                 body: self.body_excerpt(),
+                retryable: is_retryable_status(status),
             })),
         }
     }

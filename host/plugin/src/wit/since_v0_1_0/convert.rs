@@ -2,7 +2,6 @@
 //! everything a guest returns: a malformed record is an error that names
 //! the item and the field, never a silently wrong figure.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -19,6 +18,9 @@ use crate::limits::{MAX_PAGE_ITEMS, MAX_PAGE_TEXT_BYTES};
 use crate::types::{
     ChangePolicy, ConnectorDescription, Page, PlannedCall, QuantityChange, WriteOutcome,
 };
+
+/// Attribute pairs one usage page may hold (a few per row).
+pub const MAX_PAGE_ATTRIBUTES: usize = 500_000;
 
 /// The largest decimal scale the encoding allows.
 pub const MAX_SCALE: u8 = 18;
@@ -290,14 +292,9 @@ pub fn services(page: wit_psa::ServicePage) -> Result<Page<ServiceLine>, Invalid
 /// # Errors
 /// [`Invalid`] when a quantity does not fit the encoding.
 pub fn quantity_change(change: &QuantityChange) -> Result<wit_psa::QuantityChange, Invalid> {
-    let line_id = change.line_id.clone().ok_or_else(|| {
-        malformed(
-            "adding a new line is not part of trueup:connector@0.1.0's quantity-change".into(),
-        )
-    })?;
     Ok(wit_psa::QuantityChange {
         contract_id: change.contract_id.clone(),
-        line_id,
+        line_id: change.line_id.clone(),
         product_identifier: change.product_identifier.clone(),
         expected_quantity: to_wit_decimal(change.expected_quantity, "expected-quantity")?,
         new_quantity: to_wit_decimal(change.new_quantity, "new-quantity")?,
@@ -374,80 +371,77 @@ pub fn accounts(
     })
 }
 
-/// Shares one allocation per distinct string within a page: device pages
-/// repeat the same account ids, SKU names and attribute values thousands of
-/// times.
-#[derive(Default)]
-struct Interner(HashSet<Arc<str>>);
-
-impl Interner {
-    fn get(&mut self, text: String) -> Arc<str> {
-        if let Some(existing) = self.0.get(text.as_str()) {
-            return existing.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.0.insert(shared.clone());
-        shared
-    }
-}
-
-/// A page of usage, stamped `observed_at`.
+/// A page of usage, stamped `observed_at`. Every text of the page is
+/// allocated once (rows share it), which keeps a 100,000-device sync small.
 ///
 /// # Errors
-/// [`Invalid`] naming the item and field.
+/// [`Invalid`] naming the row and field (including string indices past the
+/// table's end).
 pub fn usage(
     vendor: &VendorId,
     observed_at: DateTime<Utc>,
     page: wit_vendor::UsagePage,
 ) -> Result<Page<UsageObservation>, Invalid> {
-    let text: usize = page
-        .items
-        .iter()
-        .map(|u| {
-            u.account_id.len()
-                + u.sku_id.len()
-                + u.sku_name.len()
-                + u.unit.len()
-                + u.billing_term.as_ref().map_or(0, String::len)
-                + attributes_len(&u.attributes)
+    let text: usize = page.strings.iter().map(String::len).sum();
+    check_page(page.rows.len(), text)?;
+    if page.attributes.len() > MAX_PAGE_ATTRIBUTES {
+        return Err(Invalid::TooLarge(format!(
+            "a page with {} attributes; the limit is {MAX_PAGE_ATTRIBUTES}",
+            page.attributes.len()
+        )));
+    }
+    let table: Vec<Arc<str>> = page.strings.into_iter().map(Arc::from).collect();
+    let pairs = page.attributes;
+    let text_at = |index: u32, row: usize, field: &str| -> Result<Arc<str>, Invalid> {
+        table.get(index as usize).cloned().ok_or_else(|| {
+            malformed(format!(
+                "row {row}: {field} refers to string {index}, but the page's table has {} entries",
+                table.len()
+            ))
         })
-        .sum();
-    check_page(page.items.len(), text)?;
-    let mut interner = Interner::default();
-    let items = page
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(i, u)| {
-            required(&u.account_id, i, "account-id")?;
-            required(&u.sku_id, i, "sku-id")?;
-            let quantity = decimal(&u.quantity, i, "quantity")?;
-            let unit_cost = u
+    };
+    let mut items = Vec::with_capacity(page.rows.len());
+    for (i, u) in page.rows.into_iter().enumerate() {
+        let account = text_at(u.account_id, i, "account-id")?;
+        let sku = text_at(u.sku_id, i, "sku-id")?;
+        required(&account, i, "account-id")?;
+        required(&sku, i, "sku-id")?;
+        let first = u.first_attribute as usize;
+        let slice = first
+            .checked_add(u.attribute_count as usize)
+            .and_then(|end| pairs.get(first..end))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "row {i}: attributes {first}..+{} are outside the page's {} attributes",
+                    u.attribute_count,
+                    pairs.len()
+                ))
+            })?;
+        let mut attributes = Vec::with_capacity(slice.len());
+        for &(k, v) in slice {
+            attributes.push((text_at(k, i, "attribute key")?, text_at(v, i, "attribute value")?));
+        }
+        items.push(UsageObservation {
+            vendor: vendor.clone(),
+            account: AccountId::from(account),
+            sku_id: SkuId::from(sku),
+            sku_name: text_at(u.sku_name, i, "sku-name")?,
+            quantity: decimal(&u.quantity, i, "quantity")?,
+            unit: text_at(u.unit, i, "unit")?,
+            unit_cost: u
                 .unit_cost
                 .as_ref()
                 .map(|c| decimal(c, i, "unit-cost"))
-                .transpose()?;
-            let commitment_end = opt_date(&u.commitment_end, i, "commitment-end")?;
-            let attributes = Attributes::new(
-                u.attributes
-                    .into_iter()
-                    .map(|(k, v)| (interner.get(k), interner.get(v))),
-            );
-            Ok(UsageObservation {
-                vendor: vendor.clone(),
-                account: AccountId::from(interner.get(u.account_id)),
-                sku_id: SkuId::from(interner.get(u.sku_id)),
-                sku_name: interner.get(u.sku_name),
-                quantity,
-                unit: interner.get(u.unit),
-                unit_cost,
-                billing_term: u.billing_term.map(|t| interner.get(t)),
-                commitment_end,
-                attributes,
-                observed_at,
-            })
-        })
-        .collect::<Result<_, Invalid>>()?;
+                .transpose()?,
+            billing_term: u
+                .billing_term
+                .map(|t| text_at(t, i, "billing-term"))
+                .transpose()?,
+            commitment_end: opt_date(&u.commitment_end, i, "commitment-end")?,
+            attributes: Attributes::new(attributes),
+            observed_at,
+        });
+    }
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
