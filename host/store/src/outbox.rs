@@ -1,0 +1,547 @@
+//! The write-back outbox: approved changes waiting to be written to the
+//! PSA, exactly once.
+//!
+//! Life of an entry: `pending` → [`Store::claim_next_write_back`] →
+//! `in_flight` (leased to one worker until `lease_expires_at`) → one of
+//! [`Store::complete_write_back`] (`applied`), [`Store::retry_write_back`]
+//! (`pending` again, from `next_attempt_at`) or
+//! [`Store::reject_write_back`] (`rejected`). A worker that crashes leaves
+//! its entry `in_flight`; once the lease expires the next claim takes it
+//! over (the connector's write SETS a quantity, so a repeat is harmless).
+//!
+//! Claiming is safe with any number of workers and processes:
+//! - PostgreSQL: `UPDATE outbox ... WHERE id = (SELECT id ... FOR UPDATE
+//!   SKIP LOCKED LIMIT 1) RETURNING ...` — concurrent claimers skip a row
+//!   another has locked, and a row another has just claimed no longer
+//!   matches when re-checked.
+//! - SQLite: the same single `UPDATE ... RETURNING` statement; SQLite takes
+//!   the database's write lock before the statement reads, so claims are
+//!   serialized and each entry is claimed by exactly one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use trueup_core::card::CardKey;
+use trueup_core::model::ServiceLine;
+
+use crate::Store;
+use crate::audit::{NewAuditEntry, append_audit};
+use crate::cards::WriteBackStatus;
+use crate::db::{Backend, Row, Tx, enum_text, id_type, json_text, sql};
+use crate::error::{Result, StoreError};
+
+id_type!(
+    /// An outbox entry's id.
+    OutboxId
+);
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for `next_attempt_at`.
+    Pending,
+    /// Leased to a worker.
+    InFlight,
+    /// Written to the PSA and read back.
+    Applied,
+    /// Refused by the PSA for good.
+    Rejected,
+}
+
+/// An entry to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxEntry {
+    /// Unique: the same decision always has the same key, so it can be
+    /// enqueued only once.
+    pub idempotency_key: String,
+    /// The card it resolves.
+    pub card_key: CardKey,
+    /// The change: the plugin host's `QuantityChange`, as JSON.
+    pub change: serde_json::Value,
+    /// The first attempt may start at this instant.
+    pub not_before: DateTime<Utc>,
+}
+
+/// What an apply did, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    /// PSA record ids created or changed.
+    pub record_ids: Vec<String>,
+    /// The line as read back from the PSA.
+    pub line: ServiceLine,
+}
+
+/// An outbox entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Its id.
+    pub id: OutboxId,
+    /// Its unique idempotency key.
+    pub idempotency_key: String,
+    /// The card.
+    pub card_key: CardKey,
+    /// The decision that enqueued it.
+    pub decision_id: Option<String>,
+    /// The change (`QuantityChange` JSON).
+    pub change: serde_json::Value,
+    /// Status.
+    pub status: OutboxStatus,
+    /// Claims so far.
+    pub attempts: u32,
+    /// When it may be (re)tried.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The worker holding it, when in flight.
+    pub lease_owner: Option<String>,
+    /// When that lease ends.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The apply's result, when applied.
+    pub result: Option<ApplyResult>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Applied or rejected at.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, idempotency_key, card_key, decision_id, change, status, attempts, \
+     next_attempt_at, lease_owner, lease_expires_at, result_record_ids, result_line, error, \
+     created_at, updated_at, finished_at";
+
+fn entry_from_row(r: &Row) -> Result<OutboxEntry> {
+    let key = r.text("card_key")?;
+    let result = match (
+        r.opt_json::<Vec<String>>("result_record_ids")?,
+        r.opt_json::<ServiceLine>("result_line")?,
+    ) {
+        (Some(record_ids), Some(line)) => Some(ApplyResult { record_ids, line }),
+        _ => None,
+    };
+    Ok(OutboxEntry {
+        id: OutboxId(r.int("id")?),
+        idempotency_key: r.text("idempotency_key")?,
+        card_key: CardKey::from_hex(&key).ok_or_else(|| StoreError::Corrupt {
+            table: "outbox",
+            column: "card_key".to_owned(),
+            expected: "a card key (32 hex digits)",
+            problem: format!("found {key:?}"),
+        })?,
+        decision_id: r.opt_text("decision_id")?,
+        change: r.json("change")?,
+        status: r.enum_value("status", "an outbox status")?,
+        attempts: u32::try_from(r.int("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: r.instant("next_attempt_at")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_expires_at: r.opt_instant("lease_expires_at")?,
+        result,
+        error: r.opt_text("error")?,
+        created_at: r.instant("created_at")?,
+        updated_at: r.instant("updated_at")?,
+        finished_at: r.opt_instant("finished_at")?,
+    })
+}
+
+/// `now + lease`, saturating.
+pub(crate) fn lease_end(
+    operation: &'static str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<DateTime<Utc>> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| StoreError::invalid(operation, format!("lease {lease:?} is too long")))
+}
+
+/// Inserts an entry inside `tx`.
+pub(crate) async fn insert_entry(
+    tx: &mut Tx,
+    operation: &'static str,
+    entry: &NewOutboxEntry,
+    decision_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<OutboxId> {
+    let row = tx
+        .fetch_one(
+            sql(
+                operation,
+                "outbox",
+                "INSERT INTO outbox (idempotency_key, card_key, decision_id, change, status, attempts, \
+                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $6) \
+                 RETURNING id",
+            )
+            .bind(entry.idempotency_key.as_str())
+            .bind(entry.card_key.as_str())
+            .bind(decision_id)
+            .bind(json_text(operation, &entry.change)?)
+            .bind(entry.not_before)
+            .bind(at),
+        )
+        .await
+        .map_err(|e| e.duplicate_as("write-back idempotency key", &entry.idempotency_key))?;
+    Ok(OutboxId(row.int("id")?))
+}
+
+impl Store {
+    /// Enqueues a write-back (outside a decision; decisions enqueue through
+    /// [`Store::record_decisions`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when the idempotency key was enqueued
+    /// before: a change is never queued twice.
+    pub async fn enqueue_write_back(
+        &self,
+        entry: &NewOutboxEntry,
+        at: DateTime<Utc>,
+    ) -> Result<OutboxId> {
+        const OP: &str = "enqueue write-back";
+        let mut tx = self.db.begin(OP).await?;
+        let id = insert_entry(&mut tx, OP, entry, None, at).await?;
+        tx.commit(OP).await?;
+        Ok(id)
+    }
+
+    /// Claims the next entry due at `now` — pending with `next_attempt_at
+    /// <= now`, or in flight with an expired lease — for `worker` until
+    /// `now + lease`, counting an attempt. `None` when nothing is due.
+    /// Each due entry is handed to exactly one concurrent claimer (see the
+    /// module docs for how, per backend).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn claim_next_write_back(
+        &self,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>> {
+        const OP: &str = "claim write-back";
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let row = self
+            .db
+            .fetch_optional(
+                sql(
+                    OP,
+                    "outbox",
+                    format!(
+                        "UPDATE outbox SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
+                         attempts = attempts + 1, updated_at = $3 \
+                         WHERE id = (SELECT id FROM outbox \
+                           WHERE (status = 'pending' AND next_attempt_at <= $3) \
+                              OR (status = 'in_flight' AND lease_expires_at <= $3) \
+                           ORDER BY next_attempt_at, id LIMIT 1{lock}) \
+                         RETURNING {COLUMNS}"
+                    ),
+                )
+                .bind(worker)
+                .bind(lease_end(OP, now, lease)?)
+                .bind(now),
+            )
+            .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// Extends `worker`'s lease on an in-flight entry to `now + lease`.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the worker no longer holds it.
+    pub async fn extend_write_back_lease(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        const OP: &str = "extend write-back lease";
+        let n = self
+            .db
+            .execute(
+                sql(
+                    OP,
+                    "outbox",
+                    "UPDATE outbox SET lease_expires_at = $3, updated_at = $4 \
+                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2",
+                )
+                .bind(id)
+                .bind(worker)
+                .bind(lease_end(OP, now, lease)?)
+                .bind(now),
+            )
+            .await?;
+        lease_held(OP, "outbox entry", id.0, worker, n)
+    }
+
+    /// Records a successful apply in ONE transaction: the entry becomes
+    /// `applied` with its result, the card's write-back status becomes
+    /// `applied` (if the card's state still points at this entry), and an
+    /// audit entry is appended. The worker must still hold the entry (its
+    /// lease may have run out, as long as nobody took it over).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another worker took the entry over
+    /// or it already finished; nothing is written then.
+    pub async fn complete_write_back(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        result: &ApplyResult,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        const OP: &str = "record applied write-back";
+        let mut tx = self.db.begin(OP).await?;
+        let row = tx
+            .fetch_optional(
+                sql(
+                    OP,
+                    "outbox",
+                    "UPDATE outbox SET status = 'applied', result_record_ids = $3, result_line = $4, \
+                     error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $5, finished_at = $5 \
+                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2 RETURNING card_key, idempotency_key",
+                )
+                .bind(id)
+                .bind(worker)
+                .bind(json_text(OP, &result.record_ids)?)
+                .bind(json_text(OP, &result.line)?)
+                .bind(now),
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(lost(OP, id, worker));
+        };
+        let card_key = row.text("card_key")?;
+        set_card_write_back(&mut tx, OP, &card_key, id, WriteBackStatus::Applied, now).await?;
+        append_audit(
+            &mut tx,
+            OP,
+            &NewAuditEntry {
+                at: now,
+                actor: format!("worker:{worker}"),
+                action: "write_back.applied".to_owned(),
+                subject: format!("card:{card_key}"),
+                details: serde_json::json!({
+                    "outbox_id": id.0,
+                    "idempotency_key": row.text("idempotency_key")?,
+                    "record_ids": result.record_ids,
+                }),
+            },
+        )
+        .await?;
+        tx.commit(OP).await
+    }
+
+    /// Records a transient failure: the entry is `pending` again from
+    /// `next_attempt_at`, with the error kept.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the worker no longer holds it.
+    pub async fn retry_write_back(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        const OP: &str = "record write-back retry";
+        let n = self
+            .db
+            .execute(
+                sql(
+                    OP,
+                    "outbox",
+                    "UPDATE outbox SET status = 'pending', error = $3, next_attempt_at = $4, \
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 \
+                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2",
+                )
+                .bind(id)
+                .bind(worker)
+                .bind(error)
+                .bind(next_attempt_at)
+                .bind(now),
+            )
+            .await?;
+        lease_held(OP, "outbox entry", id.0, worker, n)
+    }
+
+    /// Records a permanent failure in ONE transaction: the entry becomes
+    /// `rejected`, its card is open again with write-back status
+    /// `rejected` (if its state still points at this entry), and an audit
+    /// entry is appended.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the worker no longer holds it.
+    pub async fn reject_write_back(
+        &self,
+        id: OutboxId,
+        worker: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        const OP: &str = "record rejected write-back";
+        let mut tx = self.db.begin(OP).await?;
+        let row = tx
+            .fetch_optional(
+                sql(
+                    OP,
+                    "outbox",
+                    "UPDATE outbox SET status = 'rejected', error = $3, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $4, finished_at = $4 \
+                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2 RETURNING card_key",
+                )
+                .bind(id)
+                .bind(worker)
+                .bind(error)
+                .bind(now),
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(lost(OP, id, worker));
+        };
+        let card_key = row.text("card_key")?;
+        set_card_write_back(&mut tx, OP, &card_key, id, WriteBackStatus::Rejected, now).await?;
+        append_audit(
+            &mut tx,
+            OP,
+            &NewAuditEntry {
+                at: now,
+                actor: format!("worker:{worker}"),
+                action: "write_back.rejected".to_owned(),
+                subject: format!("card:{card_key}"),
+                details: serde_json::json!({ "outbox_id": id.0, "error": error }),
+            },
+        )
+        .await?;
+        tx.commit(OP).await
+    }
+
+    /// One entry.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn outbox_entry(&self, id: OutboxId) -> Result<OutboxEntry> {
+        let row = self
+            .db
+            .fetch_optional(
+                sql(
+                    "read outbox entry",
+                    "outbox",
+                    format!("SELECT {COLUMNS} FROM outbox WHERE id = $1"),
+                )
+                .bind(id),
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("read outbox entry", "outbox entry", id))?;
+        entry_from_row(&row)
+    }
+
+    /// Entries, newest first, optionally of one status, at most `limit`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn outbox_entries(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        let rows = self
+            .db
+            .fetch_all(
+                sql(
+                    "list outbox entries",
+                    "outbox",
+                    format!(
+                        "SELECT {COLUMNS} FROM outbox WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
+                    ),
+                )
+                .bind(status.map(|s| enum_text(&s)))
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// The entries of a card, oldest first.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn outbox_for_card(&self, key: &CardKey) -> Result<Vec<OutboxEntry>> {
+        let rows = self
+            .db
+            .fetch_all(
+                sql(
+                    "list card outbox entries",
+                    "outbox",
+                    format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
+                )
+                .bind(key.as_str()),
+            )
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+}
+
+fn lost(operation: &'static str, id: OutboxId, worker: &str) -> StoreError {
+    StoreError::LeaseLost {
+        operation,
+        what: "outbox entry",
+        id: id.0,
+        worker: worker.to_owned(),
+    }
+}
+
+pub(crate) fn lease_held(
+    operation: &'static str,
+    what: &'static str,
+    id: i64,
+    worker: &str,
+    rows: u64,
+) -> Result<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost {
+            operation,
+            what,
+            id,
+            worker: worker.to_owned(),
+        })
+    }
+}
+
+async fn set_card_write_back(
+    tx: &mut Tx,
+    operation: &'static str,
+    card_key: &str,
+    id: OutboxId,
+    status: WriteBackStatus,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let reopen = if status == WriteBackStatus::Rejected {
+        ", status = 'open'"
+    } else {
+        ""
+    };
+    tx.execute(
+        sql(
+            operation,
+            "card_states",
+            format!(
+                "UPDATE card_states SET write_back = $3, updated_at = $4{reopen} \
+                 WHERE key = $1 AND outbox_id = $2"
+            ),
+        )
+        .bind(card_key)
+        .bind(id)
+        .bind(enum_text(&status))
+        .bind(now),
+    )
+    .await?;
+    Ok(())
+}
