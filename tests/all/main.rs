@@ -16,6 +16,7 @@ mod connector_microsoft365;
 mod connector_ninjaone;
 mod connector_pax8;
 mod manifest;
+mod month_end;
 mod plugin_capabilities;
 mod plugin_limits;
 mod plugin_versioning;

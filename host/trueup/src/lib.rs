@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod conformance;
 pub mod pull;
 pub mod runtime;
