@@ -20,6 +20,26 @@ async fn run(id: &str, against: Against, settings: PluginSettings) -> conformanc
     .unwrap_or_else(|e| panic!("{id} against {against}: {e}"))
 }
 
+/// The scenario's add-a-line rows ran and passed.
+fn assert_added_a_line(report: &conformance::Report) {
+    let rows: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.name.starts_with("add:") && c.passed)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "add: plan lists the calls, sends no write",
+            "add: a new line as planned, at the catalogue price",
+            "add: read-back shows the added line",
+            "add: repeated add changes nothing",
+        ],
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectwise_passes_the_scenario() {
     let report = run(
@@ -29,7 +49,8 @@ async fn connectwise_passes_the_scenario() {
     )
     .await;
     assert!(report.passed(), "{report}");
-    assert_eq!(report.checks.len(), 13, "{report}");
+    assert_eq!(report.checks.len(), 17, "{report}");
+    assert_added_a_line(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +62,8 @@ async fn autotask_passes_the_scenario() {
     )
     .await;
     assert!(report.passed(), "{report}");
-    assert_eq!(report.checks.len(), 13, "{report}");
+    assert_eq!(report.checks.len(), 17, "{report}");
+    assert_added_a_line(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +75,8 @@ async fn halopsa_passes_the_scenario() {
     )
     .await;
     assert!(report.passed(), "{report}");
-    assert_eq!(report.checks.len(), 13, "{report}");
+    assert_eq!(report.checks.len(), 17, "{report}");
+    assert_added_a_line(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

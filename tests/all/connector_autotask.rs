@@ -1,7 +1,8 @@
 //! The Autotask connector (`plugins/autotask`) against the Autotask
 //! emulator: zone lookup, full sync checked against the seeded data,
-//! statuses, posted-through, adjustments with idempotency, Autotask's
-//! refusals, dry runs, the shared hourly budget, and faults.
+//! statuses, posted-through, adjustments with idempotency, adding a
+//! catalogue service, Autotask's refusals (never retried) and server
+//! faults (retried), dry runs, the shared hourly budget, and faults.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
 use trueup_core::model::{BillingCycle, ContractStatus, ServiceLine};
+use trueup_emulators::catalog::Product;
 use trueup_emulators::common::{Extra, plans};
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings, autotask as at};
 use trueup_plugin_host::limits::LimitSettings;
 use trueup_plugin_host::{
-    CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, PluginSettings, QuantityChange,
+    CallError, CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, PluginSettings,
+    QuantityChange,
 };
 
 use crate::connector_harness::{Emulator, as_of};
@@ -339,13 +342,30 @@ fn change(
 ) -> QuantityChange {
     QuantityChange {
         contract_id: contract.to_owned(),
-        line_id: line.id.to_string(),
+        line_id: Some(line.id.to_string()),
         product_identifier: line.product_identifier.to_string(),
         expected_quantity: line.quantity,
         new_quantity: new,
         effective_date: effective,
         policy: ChangePolicy::Dated,
         idempotency_key: format!("test-{}", line.id),
+    }
+}
+
+/// The status, body and `retryable` of an `upstream` failure, checking
+/// that the host's retry decision follows `retryable`.
+fn upstream(error: CallError) -> (u16, String, bool) {
+    let transient = error.is_transient();
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Upstream {
+            status,
+            body,
+            retryable,
+        }) => {
+            assert_eq!(transient, retryable, "{status} {body}");
+            (status, body, retryable)
+        }
+        other => panic!("expected upstream, got {other:?}"),
     }
 }
 
@@ -478,17 +498,12 @@ async fn decimal_units_are_refused_before_any_request() {
         ))
         .await
         .expect_err("decimal");
-    assert!(!error.is_transient());
-    match error.kind {
-        CallErrorKind::Connector(ConnectorFailure::Upstream { status, body }) => {
-            assert_eq!(status, 422);
-            assert!(
-                body.contains("whole numbers") && body.contains("2.5"),
-                "{body}"
-            );
-        }
-        other => panic!("expected upstream, got {other:?}"),
-    }
+    let (status, body, retryable) = upstream(error);
+    assert_eq!((status, retryable), (422, false));
+    assert!(
+        body.contains("whole numbers") && body.contains("2.5"),
+        "{body}"
+    );
     assert_eq!(
         emulator.running.faults.stats().total,
         before,
@@ -519,13 +534,12 @@ async fn a_posted_period_is_refused_with_autotasks_text() {
         ))
         .await
         .expect_err("posted");
-    match error.kind {
-        CallErrorKind::Connector(ConnectorFailure::Upstream { status, body }) => {
-            assert_eq!(status, 500);
-            assert_eq!(body, at::POSTED_PERIOD_ERROR);
-        }
-        other => panic!("expected upstream, got {other:?}"),
-    }
+    // Autotask answers with a 500, but retrying cannot change a posted
+    // period: the host must not retry it.
+    assert_eq!(
+        upstream(error),
+        (500, at::POSTED_PERIOD_ERROR.to_owned(), false)
+    );
     assert_eq!(
         inspect_list(&emulator, "/_emulator/autotask/adjustments")
             .await
@@ -534,6 +548,331 @@ async fn a_posted_period_is_refused_with_autotasks_text() {
     );
     let log = inspect_list(&emulator, "/_emulator/autotask/writes").await;
     assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_server_error_on_the_adjustment_is_retryable() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, line) = target(&connection).await;
+    let seeded = inspect_list(&emulator, "/_emulator/autotask/adjustments")
+        .await
+        .len();
+    let request = change(
+        &contract,
+        &line,
+        line.quantity + Decimal::ONE,
+        date(2026, 12, 1),
+    );
+    emulator.faults(FaultPlan {
+        server_errors: 1,
+        path_contains: Some("/ContractServiceAdjustments".into()),
+        ..FaultPlan::default()
+    });
+    let mut session = connection.session().expect("session");
+    let error = session
+        .apply_quantity_change(&request)
+        .await
+        .expect_err("500");
+    let (status, _, retryable) = upstream(error);
+    assert_eq!((status, retryable), (500, true));
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/adjustments")
+            .await
+            .len(),
+        seeded,
+        "the fault answered before Autotask changed anything"
+    );
+    // The retry the host makes posts the adjustment, once.
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("retry");
+    assert!(result.changed);
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/adjustments")
+            .await
+            .len(),
+        seeded + 1
+    );
+}
+
+/// GETs `path` (under `…/atservicesrest/v1.0`) with `query` straight
+/// from the emulator, with the API user's headers.
+async fn api_get(emulator: &Emulator, path: &str, query: &[(&str, &str)]) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/atservicesrest/v1.0{path}", emulator.base()))
+        .query(query)
+        .header("ApiIntegrationCode", at::INTEGRATION_CODE)
+        .header("UserName", at::USERNAME)
+        .header("Secret", at::SECRET)
+        .send()
+        .await
+        .expect("request")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("JSON"))
+        .expect("body")
+}
+
+/// A GET query of `entity` with `filter`, straight to the emulator.
+async fn query(emulator: &Emulator, entity: &str, filter: Value) -> Vec<Value> {
+    let search = serde_json::json!({ "filter": filter }).to_string();
+    let body = api_get(
+        emulator,
+        &format!("/{entity}/query"),
+        &[("search", search.as_str())],
+    )
+    .await;
+    body["items"].as_array().expect("items").clone()
+}
+
+/// The first customer's main contract and a catalogue service it has no
+/// contract service of.
+async fn add_target(connection: &Connection) -> (String, &'static Product) {
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("sync");
+    let main = synced
+        .contracts
+        .iter()
+        .find(|c| c.name.starts_with("Managed Services - "))
+        .expect("main contract");
+    let product = conformance::product_missing_from(&synced, main.id.as_str())
+        .expect("a service the contract lacks");
+    (main.id.to_string(), product)
+}
+
+fn add(contract: &str, product: &Product, units: Decimal, effective: NaiveDate) -> QuantityChange {
+    conformance::add_line_change(contract, product, units, effective)
+}
+
+fn number(value: &Value) -> Decimal {
+    value.to_string().parse().expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_service_creates_one_contract_service_at_the_catalogue_price_once() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, product) = add_target(&connection).await;
+    let contract_id: i64 = contract.parse().expect("contract id");
+    let price = Decimal::new(product.unit_price_cents, 2);
+    let services = query(
+        &emulator,
+        "Services",
+        serde_json::json!([{"op": "eq", "field": "name", "value": product.identifier}]),
+    )
+    .await;
+    let service_id = services[0]["id"].as_i64().expect("service id");
+    let on_contract =
+        serde_json::json!([{"op": "eq", "field": "contractID", "value": contract_id}]);
+    let before = query(&emulator, "ContractServices", on_contract.clone()).await;
+    let seeded = inspect_list(&emulator, "/_emulator/autotask/adjustments")
+        .await
+        .len();
+
+    let request = add(&contract, product, Decimal::from(6), date(2026, 12, 1));
+    let mut session = connection.session().expect("session");
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    assert!(result.changed, "{:?}", result.notes);
+    assert_eq!(result.line.product_identifier.as_str(), product.identifier);
+    assert_eq!(result.line.quantity, Decimal::from(6), "units on the 1st");
+    assert_eq!(result.line.unit_price, price, "catalogue price");
+
+    // Exactly one new contract service, of that service, at the catalogue
+    // price, with 6 units from December and none before.
+    let after = query(&emulator, "ContractServices", on_contract.clone()).await;
+    assert_eq!(after.len(), before.len() + 1);
+    let created: Vec<&Value> = after
+        .iter()
+        .filter(|s| !before.iter().any(|b| b["id"] == s["id"]))
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["serviceID"], service_id);
+    assert_eq!(created[0]["id"].to_string(), result.line.id.as_str());
+    assert_eq!(number(&created[0]["unitPrice"]), price);
+    let units = query(
+        &emulator,
+        "ContractServiceUnits",
+        serde_json::json!([{"op": "eq", "field": "contractServiceID", "value": created[0]["id"]}]),
+    )
+    .await;
+    assert!(!units.is_empty());
+    for unit in &units {
+        let start = unit["startDate"].as_str().expect("start");
+        assert!(start >= "2026-12-01", "{unit}");
+        assert_eq!(unit["units"], 6, "{unit}");
+    }
+    assert!(
+        units
+            .iter()
+            .any(|u| u["startDate"] == "2026-12-01T00:00:00Z"),
+        "{units:#?}"
+    );
+    let adjustments = inspect_list(&emulator, "/_emulator/autotask/adjustments").await;
+    assert_eq!(adjustments.len(), seeded + 1);
+    let posted = adjustments.last().expect("the adjustment");
+    assert_eq!(posted["contractID"], contract_id);
+    assert_eq!(posted["serviceID"], service_id);
+    assert_eq!(posted["unitChange"], 6);
+    assert_eq!(posted["effectiveDate"], "2026-12-01T00:00:00Z");
+    assert_eq!(
+        result.record_ids,
+        vec![posted["id"].to_string(), result.line.id.to_string()]
+    );
+    // The current month (as of the 25th) has none of it yet.
+    let now = session
+        .read_line(&contract, result.line.id.as_str())
+        .await
+        .expect("read-line");
+    assert_eq!(now.quantity, Decimal::ZERO);
+
+    // The same add again: nothing is posted.
+    let again = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("again");
+    assert!(!again.changed, "{:?}", again.notes);
+    assert_eq!(again.line.id, result.line.id);
+    assert_eq!(again.line.quantity, Decimal::from(6));
+    assert_eq!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .len(),
+        1,
+        "added exactly once"
+    );
+    assert_eq!(
+        query(&emulator, "ContractServices", on_contract)
+            .await
+            .len(),
+        before.len() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_an_add_lists_the_adjustment_and_posts_nothing() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, product) = add_target(&connection).await;
+    let request = add(&contract, product, Decimal::from(2), date(2026, 12, 1));
+    let mut session = connection.session().expect("session");
+    let plan = session.plan_quantity_change(&request).await.expect("plan");
+    let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "POST", "GET", "GET"], "{plan:#?}");
+    let root = format!("{}/atservicesrest/v1.0", emulator.base());
+    for (call, entity) in [
+        (0, "Services"),
+        (1, "ContractServices"),
+        (3, "ContractServices"),
+        (4, "ContractServiceUnits"),
+    ] {
+        assert!(
+            plan[call]
+                .url
+                .starts_with(&format!("{root}/{entity}/query?search=")),
+            "{}",
+            plan[call].url
+        );
+    }
+    assert_eq!(plan[2].url, format!("{root}/ContractServiceAdjustments"));
+    let body: Value = serde_json::from_str(plan[2].body.as_deref().expect("body")).expect("JSON");
+    assert_eq!(body["contractID"].to_string(), contract);
+    assert_eq!(body["unitChange"], 2);
+    assert_eq!(body["effectiveDate"], "2026-12-01T00:00:00");
+    assert_eq!(
+        number(&body["adjustedUnitPrice"]),
+        Decimal::new(product.unit_price_cents, 2)
+    );
+    assert!(body.get("contractServiceID").is_none(), "{body}");
+    assert!(
+        inspect_list(&emulator, "/_emulator/autotask/writes")
+            .await
+            .is_empty()
+    );
+
+    session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    let log = inspect_list(&emulator, "/_emulator/autotask/writes").await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0]["method"].as_str(), log[0]["path"].as_str()),
+        (Some("POST"), plan[2].url.strip_prefix(emulator.base()))
+    );
+    let replan = session
+        .plan_quantity_change(&request)
+        .await
+        .expect("plan again");
+    let methods: Vec<&str> = replan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "GET"], "{replan:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_adds_are_not_retryable() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, product) = add_target(&connection).await;
+    let mut session = connection.session().expect("session");
+
+    // Into a posted period: Autotask's own text, answered with a 500.
+    let error = session
+        .apply_quantity_change(&add(
+            &contract,
+            product,
+            Decimal::from(2),
+            date(2026, 10, 1),
+        ))
+        .await
+        .expect_err("posted");
+    assert_eq!(
+        upstream(error),
+        (500, at::POSTED_PERIOD_ERROR.to_owned(), false)
+    );
+
+    // A decimal quantity: Autotask's units are whole numbers, so it is
+    // refused before any request.
+    let before = emulator.running.faults.stats().total;
+    let error = session
+        .apply_quantity_change(&add(
+            &contract,
+            product,
+            Decimal::new(25, 1),
+            date(2026, 12, 1),
+        ))
+        .await
+        .expect_err("decimal");
+    let (status, body, retryable) = upstream(error);
+    assert_eq!((status, retryable), (422, false));
+    assert!(
+        body.contains("whole numbers") && body.contains("2.5"),
+        "{body}"
+    );
+    assert_eq!(emulator.running.faults.stats().total, before);
+
+    // A service Autotask's catalogue does not have.
+    let error = session
+        .apply_quantity_change(&QuantityChange {
+            product_identifier: "NO-SUCH-SERVICE".into(),
+            ..add(&contract, product, Decimal::from(2), date(2026, 12, 1))
+        })
+        .await
+        .expect_err("unknown service");
+    assert!(
+        matches!(error.kind, CallErrorKind::Connector(ConnectorFailure::NotFound(ref m)) if m.contains("NO-SUCH-SERVICE")),
+        "{error}"
+    );
+
+    // Only the posted-period attempt reached Autotask as a write.
+    let log = inspect_list(&emulator, "/_emulator/autotask/writes").await;
+    assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0]["status"], 500);
 }
 
@@ -610,21 +949,7 @@ async fn the_budget_share_is_respected_before_autotasks_hard_limit() {
     }
     // Autotask itself never refused: its counter is at the share, below
     // the limit.
-    let threshold: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/atservicesrest/v1.0/ThresholdInformation",
-            emulator.base()
-        ))
-        .header("ApiIntegrationCode", at::INTEGRATION_CODE)
-        .header("UserName", at::USERNAME)
-        .header("Secret", at::SECRET)
-        .send()
-        .await
-        .expect("threshold")
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).expect("JSON"))
-        .expect("body");
+    let threshold = api_get(&emulator, "/ThresholdInformation", &[]).await;
     assert_eq!(threshold["currentTimeframeRequestCount"], 20);
     assert_eq!(threshold["externalRequestThreshold"], 40);
 

@@ -1,7 +1,8 @@
 //! The ConnectWise PSA connector (`plugins/connectwise`) against the
 //! ConnectWise emulator: full sync checked against the emulator's seeded
 //! data, statuses and cycles, dated and immediate write-back with
-//! idempotency, dry runs, and faults.
+//! idempotency, adding an addition from the product catalogue, dry runs,
+//! and faults.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
 use trueup_core::model::{BillingCycle, BillingTiming, ContractStatus, ServiceLine};
-use trueup_emulators::catalog::Product;
+use trueup_emulators::catalog::{PRODUCTS, Product};
 use trueup_emulators::common::{CustomerPlan, Extra, plans};
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings, connectwise as cw};
@@ -347,7 +348,7 @@ fn change(
 ) -> QuantityChange {
     QuantityChange {
         contract_id: agreement.to_owned(),
-        line_id: line.id.to_string(),
+        line_id: Some(line.id.to_string()),
         product_identifier: line.product_identifier.to_string(),
         expected_quantity: line.quantity,
         new_quantity: Decimal::from(new),
@@ -630,6 +631,244 @@ async fn plan_lists_the_exact_calls_and_writes_nothing() {
         .await
         .expect("plan again");
     assert!(replan.iter().all(|c| c.method == "GET"), "{replan:#?}");
+}
+
+/// The first customer's main agreement, a catalogue product it has no
+/// addition of (billed or not), and the ids of every addition synced.
+async fn add_target(connection: &Connection) -> (String, &'static Product, Vec<String>) {
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("sync");
+    let main = synced
+        .contracts
+        .iter()
+        .find(|c| c.name == "Managed Services")
+        .expect("main agreement");
+    let product = conformance::product_missing_from(&synced, main.id.as_str())
+        .expect("a product the agreement lacks");
+    let ids = synced.lines.iter().map(|l| l.id.to_string()).collect();
+    (main.id.to_string(), product, ids)
+}
+
+fn add(agreement: &str, product: &Product, quantity: i64, effective: NaiveDate) -> QuantityChange {
+    conformance::add_line_change(agreement, product, Decimal::from(quantity), effective)
+}
+
+/// The quantities of `identifier` the agreement's invoice for the period
+/// containing `day` bills, and their unit prices.
+async fn invoiced(
+    emulator: &Emulator,
+    agreement: &str,
+    identifier: &str,
+    day: &str,
+) -> Vec<(Decimal, Decimal)> {
+    let invoice = emulator
+        .inspect(&format!(
+            "/_emulator/connectwise/agreements/{agreement}/invoice?date={day}"
+        ))
+        .await;
+    invoice["lines"]
+        .as_array()
+        .expect("invoice lines")
+        .iter()
+        .filter(|l| l["product"]["identifier"] == identifier)
+        .map(|l| {
+            (
+                l["quantity"].to_string().parse().expect("quantity"),
+                l["unitPrice"].to_string().parse().expect("unit price"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_product_adds_one_addition_at_the_catalogue_price_once() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (agreement, product, synced_ids) = add_target(&connection).await;
+    let effective = date(2026, 12, 1);
+    let request = add(&agreement, product, 5, effective);
+    let mut session = connection.session().expect("session");
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    assert!(result.changed, "{:?}", result.notes);
+    assert!(
+        !synced_ids.contains(&result.line.id.to_string()),
+        "a new addition"
+    );
+    assert_eq!(result.line.product_identifier.as_str(), product.identifier);
+    assert_eq!(result.line.quantity, Decimal::from(5));
+    assert_eq!(result.line.effective_date, Some(effective));
+    assert_eq!(result.line.cancelled_date, None);
+    assert_eq!(result.line.unit_price, price(product), "catalogue price");
+    assert_eq!(
+        result.line.unit_cost,
+        Decimal::new(product.unit_cost_cents, 2),
+        "catalogue cost"
+    );
+    assert!(result.line.billable);
+    assert_eq!(result.record_ids, vec![result.line.id.to_string()]);
+
+    let log = writes(&emulator).await;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["method"], "POST");
+    assert_eq!(
+        log[0]["path"],
+        format!("{}/finance/agreements/{agreement}/additions", cw::BASE_PATH)
+    );
+    assert_eq!(log[0]["status"], 201);
+    let body = &log[0]["body"];
+    assert_eq!(
+        body["product"]["id"],
+        json!(cw::data::product_id(product)),
+        "{body}"
+    );
+    assert_eq!(body["quantity"], json!(5));
+    assert_eq!(body["billCustomer"], "Billable");
+    assert_eq!(body["effectiveDate"], "2026-12-01T00:00:00Z");
+    assert_eq!(
+        body["unitPrice"].to_string().parse::<Decimal>().ok(),
+        Some(price(product))
+    );
+
+    // The agreement bills the product from December, once, at the
+    // catalogue price; November does not have it.
+    assert_eq!(
+        invoiced(&emulator, &agreement, product.identifier, "2026-12-15").await,
+        vec![(Decimal::from(5), price(product))]
+    );
+    assert!(
+        invoiced(&emulator, &agreement, product.identifier, "2026-11-15")
+            .await
+            .is_empty()
+    );
+    let read = session
+        .read_line(&agreement, result.line.id.as_str())
+        .await
+        .expect("read-line");
+    assert_eq!(read.quantity, Decimal::from(5));
+
+    // The same add again (a retry): nothing is written.
+    let again = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply again");
+    assert!(!again.changed, "{:?}", again.notes);
+    assert_eq!(again.line.id, result.line.id);
+    assert_eq!(again.record_ids, vec![result.line.id.to_string()]);
+    assert_eq!(writes(&emulator).await.len(), 1, "added exactly once");
+    assert_eq!(
+        invoiced(&emulator, &agreement, product.identifier, "2026-12-15").await,
+        vec![(Decimal::from(5), price(product))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_an_add_lists_the_exact_calls_and_writes_nothing() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (agreement, product, _) = add_target(&connection).await;
+    let request = add(&agreement, product, 3, date(2026, 12, 1));
+    let mut session = connection.session().expect("session");
+    let plan = session.plan_quantity_change(&request).await.expect("plan");
+    let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "POST", "GET"], "{plan:#?}");
+    let additions = format!(
+        "{}{}/finance/agreements/{agreement}/additions",
+        emulator.base(),
+        cw::BASE_PATH
+    );
+    let identifier = format!("%22{}%22", product.identifier);
+    assert!(
+        plan[0].url.starts_with(&format!("{additions}?")) && plan[0].url.contains(&identifier),
+        "{}",
+        plan[0].url
+    );
+    assert!(
+        plan[1].url.starts_with(&format!(
+            "{}{}/procurement/catalog?",
+            emulator.base(),
+            cw::BASE_PATH
+        )) && plan[1].url.contains(&identifier),
+        "{}",
+        plan[1].url
+    );
+    assert_eq!(plan[2].url, additions);
+    let body: Value =
+        serde_json::from_str(plan[2].body.as_deref().expect("POST body")).expect("JSON");
+    assert_eq!(body["product"]["id"], json!(cw::data::product_id(product)));
+    assert_eq!(body["quantity"], json!(3));
+    assert_eq!(body["effectiveDate"], "2026-12-01T00:00:00Z");
+    assert_eq!(
+        body["unitPrice"].to_string().parse::<Decimal>().ok(),
+        Some(price(product))
+    );
+    assert!(
+        plan[3].url.starts_with(&format!("{additions}?")) && plan[3].url.contains("effectiveDate"),
+        "{}",
+        plan[3].url
+    );
+    assert!(plan.iter().all(|c| !c.purpose.is_empty()));
+    assert!(
+        writes(&emulator).await.is_empty(),
+        "planning sends no write"
+    );
+
+    // Applying makes exactly the planned write; planned again, only the
+    // lookup is left.
+    session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    let log = writes(&emulator).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0]["method"].as_str(), log[0]["path"].as_str()),
+        (Some("POST"), plan[2].url.strip_prefix(emulator.base()))
+    );
+    let replan = session
+        .plan_quantity_change(&request)
+        .await
+        .expect("plan again");
+    let methods: Vec<&str> = replan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET"], "{replan:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_product_the_agreement_already_bills_is_refused_for_good() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (agreement, line) = target(&connection).await;
+    let product = PRODUCTS
+        .iter()
+        .find(|p| p.identifier == line.product_identifier.as_str())
+        .expect("a catalogue product");
+    let quantity = line.quantity.trunc().try_into().unwrap_or(0i64) + 1;
+    let mut session = connection.session().expect("session");
+    let error = session
+        .apply_quantity_change(&add(&agreement, product, quantity, date(2026, 12, 1)))
+        .await
+        .expect_err("already billed");
+    assert!(!error.is_transient(), "{error}");
+    match error.kind {
+        CallErrorKind::Connector(ConnectorFailure::Upstream {
+            status,
+            body,
+            retryable,
+        }) => {
+            assert_eq!((status, retryable), (409, false));
+            assert!(
+                body.starts_with("refused by the connector before writing")
+                    && body.contains(&format!("addition {}", line.id)),
+                "{body}"
+            );
+        }
+        other => panic!("expected upstream, got {other:?}"),
+    }
+    assert!(writes(&emulator).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! The HaloPSA connector (`plugins/halopsa`) against the HaloPSA emulator:
 //! the client-credentials token, full sync checked against the seeded data
 //! (client contracts merged with their recurring invoices), statuses,
-//! `updatelines` write-back with idempotency, dry runs, and faults.
+//! `updatelines` write-back with idempotency, adding a catalogue item as a
+//! recurring invoice line, dry runs (also on a fresh session, which
+//! fetches its token while planning), and faults.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
 use trueup_core::model::{BillingCycle, BillingTiming, ContractStatus, ServiceLine};
+use trueup_emulators::catalog::Product;
 use trueup_emulators::common::{CustomerPlan, Extra, plans};
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings, halopsa as halo};
@@ -343,7 +346,7 @@ fn change(
 ) -> QuantityChange {
     QuantityChange {
         contract_id: contract.to_owned(),
-        line_id: line.id.to_string(),
+        line_id: Some(line.id.to_string()),
         product_identifier: line.product_identifier.to_string(),
         expected_quantity: line.quantity,
         new_quantity: new,
@@ -404,29 +407,21 @@ async fn updatelines_sets_the_quantity_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_lists_updatelines_and_writes_nothing() {
+async fn plan_on_a_fresh_session_fetches_a_token_and_writes_nothing() {
     let emulator = emulator(30, pinned()).await;
     let connection = connect(&emulator, &[], LimitSettings::default());
     let (contract, line) = target(&connection).await;
     let request = change(&contract, &line, Decimal::from(41), ChangePolicy::Dated);
-    // A fresh instance holds no token, and a dry run cannot POST for one.
+    // A fresh instance holds no token: the dry run fetches one (the host
+    // allows the token exchange while planning) and sends no write.
     let mut session = connection.session().expect("session");
     let tokens = emulator.count("POST /auth/token");
-    let error = session
-        .plan_quantity_change(&request)
-        .await
-        .expect_err("no token");
-    assert!(
-        matches!(error.kind, CallErrorKind::Connector(ConnectorFailure::AuthFailed(ref m)) if m.contains("dry run")),
-        "{error}"
-    );
-    assert_eq!(emulator.count("POST /auth/token"), tokens);
-    // Once the session has read from Halo, it plans with its token.
-    session
-        .read_line(&contract, line.id.as_str())
-        .await
-        .expect("read-line");
     let plan = session.plan_quantity_change(&request).await.expect("plan");
+    assert_eq!(
+        emulator.count("POST /auth/token"),
+        tokens + 1,
+        "one token for the dry run"
+    );
     let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET", "POST", "GET"], "{plan:#?}");
     assert!(plan[0].url.contains(&format!("contract_id={contract}")));
@@ -443,6 +438,220 @@ async fn plan_lists_updatelines_and_writes_nothing() {
             .contains(halo::CLIENT_SECRET)
     }));
     assert!(writes(&emulator).await.is_empty());
+    // The token is kept: planning again asks for none.
+    session.plan_quantity_change(&request).await.expect("plan");
+    assert_eq!(emulator.count("POST /auth/token"), tokens + 1);
+}
+
+/// The first client's main contract, an item it has no line of on any
+/// invoice, and every line id synced.
+async fn add_target(connection: &Connection) -> (String, &'static Product, Vec<String>) {
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("sync");
+    let main = synced
+        .contracts
+        .iter()
+        .find(|c| c.contract_type == "Managed Services" && c.status == ContractStatus::Active)
+        .expect("main contract");
+    let product = conformance::product_missing_from(&synced, main.id.as_str())
+        .expect("an item the contract lacks");
+    let ids = synced.lines.iter().map(|l| l.id.to_string()).collect();
+    (main.id.to_string(), product, ids)
+}
+
+fn add(contract: &str, product: &Product, quantity: i64) -> QuantityChange {
+    conformance::add_line_change(
+        contract,
+        product,
+        Decimal::from(quantity),
+        NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"),
+    )
+}
+
+/// The lines of `identifier` on the contract's recurring invoices, read
+/// straight from the emulator.
+async fn lines_of(emulator: &Emulator, contract: &str, identifier: &str) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!(
+            "{}/auth/token?tenant={}",
+            emulator.base(),
+            halo::TENANT
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", halo::CLIENT_ID),
+            ("client_secret", halo::CLIENT_SECRET),
+            ("scope", "all"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("token JSON"))
+        .expect("token body");
+    let invoices: Value = http
+        .get(format!(
+            "{}/api/RecurringInvoice?contract_id={contract}&includelines=true",
+            emulator.base()
+        ))
+        .bearer_auth(token["access_token"].as_str().expect("access_token"))
+        .send()
+        .await
+        .expect("invoices")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("invoices JSON"))
+        .expect("invoices body");
+    invoices["invoices"]
+        .as_array()
+        .expect("invoices")
+        .iter()
+        .flat_map(|i| i["lines"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l["item_shortdescription"] == identifier)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_an_item_adds_one_line_at_the_catalogue_price_once() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, product, synced_ids) = add_target(&connection).await;
+    let price = Decimal::new(product.unit_price_cents, 2);
+    assert!(
+        lines_of(&emulator, &contract, product.identifier)
+            .await
+            .is_empty()
+    );
+    let request = add(&contract, product, 3);
+    let mut session = connection.session().expect("session");
+    let result = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    assert!(result.changed, "{:?}", result.notes);
+    assert!(!synced_ids.contains(&result.line.id.to_string()));
+    assert_eq!(result.line.product_identifier.as_str(), product.identifier);
+    assert_eq!(result.line.quantity, Decimal::from(3));
+    assert_eq!(
+        result.line.effective_date,
+        NaiveDate::from_ymd_opt(2026, 12, 1)
+    );
+    assert_eq!(result.line.unit_price, price, "catalogue price");
+    assert!(result.line.billable);
+    assert_eq!(result.record_ids, vec![result.line.id.to_string()]);
+
+    let log = writes(&emulator).await;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["method"], "POST");
+    assert_eq!(log[0]["path"], "/api/RecurringInvoice/Lines");
+    assert_eq!(log[0]["status"], 201);
+    let body = &log[0]["body"][0];
+    assert!(body["ihid"].as_i64().is_some_and(|i| i > 0), "{body}");
+    assert_eq!(body["qty_order"], 3);
+    assert_eq!(body["start_date"], "2026-12-01T00:00:00");
+
+    // Exactly one line of the item, as asked, in the emulator.
+    let lines = lines_of(&emulator, &contract, product.identifier).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["id"].to_string(), result.line.id.as_str());
+    assert_eq!(lines[0]["ihid"], body["ihid"]);
+    assert_eq!(
+        lines[0]["qty_order"].to_string().parse::<Decimal>().ok(),
+        Some(Decimal::from(3))
+    );
+    assert_eq!(
+        lines[0]["unit_price"].to_string().parse::<Decimal>().ok(),
+        Some(price)
+    );
+    assert!(
+        lines[0]["start_date"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2026-12-01")),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0]["end_date"].is_null());
+    let read = session
+        .read_line(&contract, result.line.id.as_str())
+        .await
+        .expect("read-line");
+    assert_eq!(read.quantity, Decimal::from(3));
+
+    // The same add again: nothing is written.
+    let again = session
+        .apply_quantity_change(&request)
+        .await
+        .expect("again");
+    assert!(!again.changed, "{:?}", again.notes);
+    assert_eq!(again.line.id, result.line.id);
+    assert_eq!(writes(&emulator).await.len(), 1, "added exactly once");
+    assert_eq!(
+        lines_of(&emulator, &contract, product.identifier)
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_an_add_on_a_fresh_session_lists_the_exact_calls_and_writes_nothing() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let (contract, product, _) = add_target(&connection).await;
+    let request = add(&contract, product, 2);
+    let mut session = connection.session().expect("session");
+    let tokens = emulator.count("POST /auth/token");
+    let plan = session.plan_quantity_change(&request).await.expect("plan");
+    assert_eq!(emulator.count("POST /auth/token"), tokens + 1);
+    let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "POST", "GET"], "{plan:#?}");
+    let api = format!("{}/api", emulator.base());
+    assert!(
+        plan[0]
+            .url
+            .starts_with(&format!("{api}/RecurringInvoice?contract_id={contract}&")),
+        "{}",
+        plan[0].url
+    );
+    assert!(
+        plan[1]
+            .url
+            .starts_with(&format!("{api}/Item?search={}&", product.identifier)),
+        "{}",
+        plan[1].url
+    );
+    assert_eq!(plan[2].url, format!("{api}/RecurringInvoice/Lines"));
+    let body: Value = serde_json::from_str(plan[2].body.as_deref().expect("body")).expect("JSON");
+    let ihid = body[0]["ihid"].as_i64().expect("ihid");
+    assert_eq!(body[0]["qty_order"], 2);
+    assert_eq!(
+        body[0]["unit_price"].to_string().parse::<Decimal>().ok(),
+        Some(Decimal::new(product.unit_price_cents, 2))
+    );
+    assert_eq!(plan[3].url, format!("{api}/RecurringInvoice/{ihid}"));
+    assert!(writes(&emulator).await.is_empty());
+
+    session
+        .apply_quantity_change(&request)
+        .await
+        .expect("apply");
+    let log = writes(&emulator).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0]["method"].as_str(), log[0]["path"].as_str()),
+        (Some("POST"), plan[2].url.strip_prefix(emulator.base()))
+    );
+    assert_eq!(log[0]["body"], body);
+    let replan = session
+        .plan_quantity_change(&request)
+        .await
+        .expect("plan again");
+    let methods: Vec<&str> = replan.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["GET"], "{replan:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

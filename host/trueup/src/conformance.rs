@@ -20,7 +20,14 @@
 //! 5. **read-back**: `read-line` shows the new quantity;
 //! 6. **repeated write**: applying the same change again changes nothing
 //!    and sends no write;
-//! 7. **faults**: a 429 burst gives `rate-limited` with the `Retry-After`
+//! 7. **add a line**: a change without a line ("new revenue found") for a
+//!    catalogue product an eligible monthly contract has no line of, at
+//!    [`ADD_QUANTITY`]: its dry run lists the calls (a write among them)
+//!    and sends no write; applying it sends exactly the planned writes and
+//!    answers a new line of that product with the quantity and the
+//!    catalogue's price; `read-line` shows it; applying it again changes
+//!    nothing, sends no write and answers the same line;
+//! 8. **faults**: a 429 burst gives `rate-limited` with the `Retry-After`
 //!    wait, a 500 a transient `upstream`, truncated JSON an `internal`
 //!    error naming the URL, and a paging loop is detected and reported
 //!    within [`LOOP_CALLS`] calls.
@@ -52,7 +59,7 @@ use trueup_plugin_host::manifest::{MANIFEST_FILE, PluginManifest};
 use trueup_plugin_host::{
     CallError, CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, Grants, LoadError,
     LoadedPlugin, PlannedCall, PluginEngine, PluginKind, PluginSecrets, PluginSettings, PsaSession,
-    QuantityChange, SecretValue, SessionOptions,
+    QuantityChange, SecretValue, SessionOptions, WriteOutcome,
 };
 
 /// Contract ids per `list-services` call (the WIT contract's maximum).
@@ -69,6 +76,9 @@ pub const RETRY_AFTER_SECS: u32 = 7;
 
 /// Units the scenario's write adds to the line it changes.
 pub const WRITE_INCREMENT: u32 = 3;
+
+/// The quantity of the line the scenario adds.
+pub const ADD_QUANTITY: u32 = 4;
 
 /// The seed of the scenario's world.
 pub const SCENARIO_SEED: u64 = 7;
@@ -661,6 +671,133 @@ fn clip(text: &str) -> String {
     format!("{head} … {tail}")
 }
 
+/// Plans `change` (described as `target`) and judges the dry run
+/// ([`judge_plan`]); also the writes the plan lists.
+async fn plan_judged(
+    main: &mut PsaSession,
+    running: &Running,
+    against: Against,
+    change: &QuantityChange,
+    target: &str,
+) -> (Result<String, String>, BTreeMap<String, u64>) {
+    let before = writes_seen(running);
+    let plan = main.plan_quantity_change(change).await;
+    let plan_writes = plan
+        .as_ref()
+        .map(|calls| planned_writes(calls))
+        .unwrap_or_default();
+    let sent = writes_between(&before, &writes_seen(running));
+    (
+        judge_plan(&plan, &plan_writes, &sent, against, target),
+        plan_writes,
+    )
+}
+
+/// Applies `change`; also the writes the emulator received meanwhile.
+async fn apply_counted(
+    main: &mut PsaSession,
+    running: &Running,
+    change: &QuantityChange,
+) -> (Result<WriteOutcome, CallError>, BTreeMap<String, u64>) {
+    let before = writes_seen(running);
+    let applied = main.apply_quantity_change(change).await;
+    (applied, writes_between(&before, &writes_seen(running)))
+}
+
+/// The verdict on a dry run of `target`: it lists calls, with a write
+/// (`plan_writes`) among them and a purpose for each, carries none of
+/// `against`'s secrets, and sent no write (`sent_while_planning`).
+fn judge_plan(
+    plan: &Result<Vec<PlannedCall>, CallError>,
+    plan_writes: &BTreeMap<String, u64>,
+    sent_while_planning: &BTreeMap<String, u64>,
+    against: Against,
+    target: &str,
+) -> Result<String, String> {
+    let calls = plan.as_ref().map_err(describe_failure)?;
+    let secret_values: Vec<&str> = against.secrets().into_iter().map(|(_, v)| v).collect();
+    let leaked = calls.iter().any(|c| {
+        secret_values
+            .iter()
+            .any(|s| c.url.contains(s) || c.body.as_deref().is_some_and(|b| b.contains(s)))
+    });
+    if !sent_while_planning.is_empty() {
+        Err(format!(
+            "the emulator received writes while planning: {sent_while_planning:?}"
+        ))
+    } else if plan_writes.is_empty() {
+        Err(format!(
+            "the plan of {target} lists no write ({} calls)",
+            calls.len()
+        ))
+    } else if calls.iter().any(|c| c.purpose.trim().is_empty()) {
+        Err("a planned call has no purpose".to_owned())
+    } else if leaked {
+        Err("a planned call carries a secret".to_owned())
+    } else {
+        Ok(format!(
+            "{} calls for {target}; writes {}",
+            calls.len(),
+            plan_writes.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// The first catalogue product `contract` has no line of in `synced`,
+/// billed or not: one a change without a line can add.
+pub fn product_missing_from(synced: &Synced, contract: &str) -> Option<&'static catalog::Product> {
+    let held: HashSet<&str> = synced
+        .lines
+        .iter()
+        .filter(|l| l.contract_id.as_str() == contract)
+        .map(|l| l.product_identifier.as_str())
+        .collect();
+    catalog::PRODUCTS
+        .iter()
+        .find(|p| !held.contains(p.identifier))
+}
+
+/// A change without a line ("new revenue found") that adds `quantity` of
+/// `product` to `contract` from `effective`.
+pub fn add_line_change(
+    contract: &str,
+    product: &catalog::Product,
+    quantity: Decimal,
+    effective: NaiveDate,
+) -> QuantityChange {
+    QuantityChange {
+        contract_id: contract.to_owned(),
+        line_id: None,
+        product_identifier: product.identifier.to_owned(),
+        expected_quantity: Decimal::ZERO,
+        new_quantity: quantity,
+        effective_date: effective,
+        policy: ChangePolicy::Dated,
+        idempotency_key: format!("add-{contract}-{}-{effective}", product.identifier),
+    }
+}
+
+/// The first eligible monthly contract of the sync with a catalogue
+/// product it has no line of: the scenario's add.
+fn add_target(synced: &Synced, as_of: NaiveDate) -> Option<(Contract, &'static catalog::Product)> {
+    let assessed = eligibility::assess(
+        &synced.companies,
+        &synced.contracts,
+        &synced.lines,
+        as_of,
+        CycleAnchor::ContractStart,
+    );
+    let mut tried = HashSet::new();
+    assessed.lines.iter().find_map(|eligible| {
+        let contract = &synced.contracts[assessed.contracts[eligible.contract].contract];
+        if contract.billing_cycle != BillingCycle::Monthly || !tried.insert(contract.id.clone()) {
+            return None;
+        }
+        product_missing_from(synced, contract.id.as_str())
+            .map(|product| (contract.clone(), product))
+    })
+}
+
 /// The first line of the sync that the scenario's write changes: an
 /// eligible, billable line of a monthly contract with a whole quantity.
 fn write_target(synced: &Synced, as_of: NaiveDate) -> Option<(Contract, ServiceLine)> {
@@ -912,51 +1049,9 @@ pub async fn run(
         "line {} of contract {} from {} to {new_quantity} effective {effective}",
         line.id, contract.id, line.quantity
     );
-    let before_plan = writes_seen(&running);
-    let plan = main.plan_quantity_change(&change).await;
-    let plan_writes = match &plan {
-        Ok(calls) => planned_writes(calls),
-        Err(_) => BTreeMap::new(),
-    };
-    let sent_while_planning = writes_between(&before_plan, &writes_seen(&running));
-    report.record(
-        "plan lists the calls, sends no write",
-        match plan {
-            Err(e) => Err(describe_failure(&e)),
-            Ok(calls) => {
-                let secret_values: Vec<&str> =
-                    against.secrets().into_iter().map(|(_, v)| v).collect();
-                let leaked = calls.iter().any(|c| {
-                    secret_values.iter().any(|s| {
-                        c.url.contains(s) || c.body.as_deref().is_some_and(|b| b.contains(s))
-                    })
-                });
-                if !sent_while_planning.is_empty() {
-                    Err(format!(
-                        "the emulator received writes while planning: {sent_while_planning:?}"
-                    ))
-                } else if plan_writes.is_empty() {
-                    Err(format!(
-                        "the plan of {target} lists no write ({} calls)",
-                        calls.len()
-                    ))
-                } else if calls.iter().any(|c| c.purpose.trim().is_empty()) {
-                    Err("a planned call has no purpose".to_owned())
-                } else if leaked {
-                    Err("a planned call carries a secret".to_owned())
-                } else {
-                    Ok(format!(
-                        "{} calls for {target}; writes {}",
-                        calls.len(),
-                        plan_writes.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                }
-            }
-        },
-    );
-    let before_write = writes_seen(&running);
-    let applied = main.apply_quantity_change(&change).await;
-    let sent = writes_between(&before_write, &writes_seen(&running));
+    let (verdict, plan_writes) = plan_judged(&mut main, &running, against, &change, &target).await;
+    report.record("plan lists the calls, sends no write", verdict);
+    let (applied, sent) = apply_counted(&mut main, &running, &change).await;
     let written = report.record(
         "write applies the change as planned",
         match &applied {
@@ -993,9 +1088,7 @@ pub async fn run(
                 )),
             },
         );
-        let before_repeat = writes_seen(&running);
-        let repeated = main.apply_quantity_change(&change).await;
-        let sent_again = writes_between(&before_repeat, &writes_seen(&running));
+        let (repeated, sent_again) = apply_counted(&mut main, &running, &change).await;
         report.record(
             "repeated write changes nothing",
             match repeated {
@@ -1015,7 +1108,10 @@ pub async fn run(
         );
     }
 
-    // 7. faults, each on a fresh session (no cached token or zone)
+    // 7. add a line, read it back, add it again
+    add_line(&mut report, &mut main, &running, against, &synced, scenario).await;
+
+    // 8. faults, each on a fresh session (no cached token or zone)
     let first_page = async |plan: FaultPlan| -> Result<CallError, String> {
         running.faults.set_plan(plan);
         let mut fresh = session().map_err(|e| e.to_string())?;
@@ -1117,4 +1213,121 @@ pub async fn run(
         }),
     );
     Ok(report)
+}
+
+/// Step 7 of the scenario: plan, apply, read back and apply again a change
+/// without a line, which adds [`ADD_QUANTITY`] of a catalogue product the
+/// [`add_target`] contract lacks, effective the first of the as-of month.
+async fn add_line(
+    report: &mut Report,
+    main: &mut PsaSession,
+    running: &Running,
+    against: Against,
+    synced: &Synced,
+    scenario: &Scenario,
+) {
+    let Some((contract, product)) = add_target(synced, scenario.as_of) else {
+        report.record(
+            "add a line",
+            Err("no eligible monthly contract lacks a catalogue product".to_owned()),
+        );
+        return;
+    };
+    let effective = scenario.as_of.with_day(1).unwrap_or(scenario.as_of);
+    let quantity = Decimal::from(ADD_QUANTITY);
+    let price = Decimal::new(product.unit_price_cents, 2);
+    let change = add_line_change(contract.id.as_str(), product, quantity, effective);
+    let target = format!(
+        "adding {quantity} of {} to contract {} effective {effective}",
+        product.identifier, contract.id
+    );
+    let (verdict, plan_writes) = plan_judged(main, running, against, &change, &target).await;
+    report.record("add: plan lists the calls, sends no write", verdict);
+    let existing: HashSet<&str> = synced.lines.iter().map(|l| l.id.as_str()).collect();
+    let (added, sent) = apply_counted(main, running, &change).await;
+    let added_ok = report.record(
+        "add: a new line as planned, at the catalogue price",
+        match &added {
+            Err(e) => Err(describe_failure(e)),
+            Ok(outcome) if !outcome.changed => Err("the add reports changed = false".to_owned()),
+            Ok(outcome) if existing.contains(outcome.line.id.as_str()) => Err(format!(
+                "the add answers line {}, which the sync had already listed",
+                outcome.line.id
+            )),
+            Ok(outcome)
+                if outcome.line.product_identifier.as_str() != product.identifier
+                    || outcome.line.quantity != quantity
+                    || outcome.line.unit_price != price =>
+            {
+                Err(format!(
+                    "the line read back after the add is {} × {} at {}, not {quantity} × {} at {price}",
+                    outcome.line.quantity,
+                    outcome.line.product_identifier,
+                    outcome.line.unit_price,
+                    product.identifier
+                ))
+            }
+            Ok(outcome) if outcome.line.effective_date.is_some_and(|d| d != effective) => {
+                Err(format!(
+                    "the added line starts {:?}, not {effective}",
+                    outcome.line.effective_date
+                ))
+            }
+            Ok(_) if sent != plan_writes => Err(format!(
+                "the emulator received {sent:?}, the plan listed {plan_writes:?}"
+            )),
+            Ok(outcome) => Ok(format!(
+                "line {} ({quantity} × {} at {price}); writes {}",
+                outcome.line.id,
+                product.identifier,
+                sent.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        },
+    );
+    let Ok(outcome) = added else {
+        return;
+    };
+    if !added_ok {
+        return;
+    }
+    let read = main
+        .read_line(&change.contract_id, outcome.line.id.as_str())
+        .await;
+    report.record(
+        "add: read-back shows the added line",
+        match read {
+            Err(e) => Err(describe_failure(&e)),
+            Ok(line)
+                if line.quantity == quantity
+                    && line.product_identifier.as_str() == product.identifier =>
+            {
+                Ok(format!(
+                    "line {} has {} × {}",
+                    line.id, line.quantity, line.product_identifier
+                ))
+            }
+            Ok(line) => Err(format!(
+                "line {} has {} × {}, not {quantity} × {}",
+                line.id, line.quantity, line.product_identifier, product.identifier
+            )),
+        },
+    );
+    let (repeated, sent_again) = apply_counted(main, running, &change).await;
+    report.record(
+        "add: repeated add changes nothing",
+        match repeated {
+            Err(e) => Err(describe_failure(&e)),
+            Ok(again) if again.changed => Err("the second add reports changed = true".to_owned()),
+            Ok(_) if !sent_again.is_empty() => Err(format!("the second add sent {sent_again:?}")),
+            Ok(again) if again.line.id != outcome.line.id => Err(format!(
+                "the second add answers line {}, not the added line {}",
+                again.line.id, outcome.line.id
+            )),
+            Ok(again) if again.line.quantity != quantity => Err(format!(
+                "the second add reads quantity {}, not {quantity}",
+                again.line.quantity
+            )),
+            Ok(_) => Ok("changed = false, no write sent, the same line".to_owned()),
+        },
+    );
 }

@@ -20,7 +20,10 @@
 //!   with GET.
 //! - **Errors**: Autotask answers refusals, business-rule violations and
 //!   some authentication failures with status 500 and `{"errors": [...]}`;
-//!   the texts are passed on as they are.
+//!   the texts are passed on as they are. Such a refusal is `upstream`
+//!   with `retryable = false` (sending it again gets the same answer); a
+//!   500 without an `errors` list, other 5xx and dropped connections are
+//!   server faults, `retryable = true` (see [`retryable`]).
 
 use std::cell::RefCell;
 
@@ -28,7 +31,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use trueup_connector::http::{Part, Secret};
+use trueup_connector::http::{Part, Secret, is_retryable_status};
 use trueup_connector::paging::{not_advancing, with_query};
 use trueup_connector::prelude::*;
 use trueup_connector::{UpstreamFailure, config, log};
@@ -124,11 +127,36 @@ pub fn error_text(response: &Response) -> String {
     }
 }
 
+/// Whether `body` is Autotask's refusal: `{"errors": [...]}` with at least
+/// one text.
+fn is_refusal(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("errors")
+                .and_then(Value::as_array)
+                .map(|e| !e.is_empty())
+        })
+        .unwrap_or(false)
+}
+
+/// Whether an Autotask error answer with `status` and `body` may succeed
+/// when the same request is sent again. Autotask answers what it will
+/// always refuse — a business rule ("Unable to make changes as it would
+/// result in the deletion/modification of an already approved and posted
+/// contract period"), a value it cannot read ("Input string '2.5' is not a
+/// valid integer") — with status 500 and an `errors` list, so those are
+/// not retryable; a 500 without one (an unhandled server fault), other 5xx
+/// (a gateway, maintenance), 408 and 429 are. Other 4xx are refusals.
+pub fn retryable(status: u16, body: &[u8]) -> bool {
+    is_retryable_status(status) && !(status == 500 && is_refusal(body))
+}
+
 /// A response's status as a [`ConnectorError`], Autotask's way: 401 and
 /// 500s that say "Unable to authenticate" are `auth-failed`; a 429 without
 /// `Retry-After` (the hourly threshold or the thread limit) waits
 /// [`THRESHOLD_WAIT_MS`]; other errors are `upstream` with Autotask's own
-/// text.
+/// text, retryable as [`retryable`] decides.
 fn checked(response: Response) -> Result<Response, ConnectorError> {
     match response.status {
         200..=299 => Ok(response),
@@ -159,6 +187,7 @@ fn checked(response: Response) -> Result<Response, ConnectorError> {
             Err(ConnectorError::Upstream(UpstreamFailure {
                 status,
                 body: text,
+                retryable: retryable(status, &response.body),
             }))
         }
     }
@@ -455,15 +484,7 @@ fn zone(settings: &Settings) -> Result<String, ConnectorError> {
     // bare 500 is a server failure and stays transient.
     let refused = match response.status {
         429 => false,
-        400..=499 => true,
-        500 => serde_json::from_slice::<Value>(&response.body)
-            .ok()
-            .and_then(|v| {
-                v.get("errors")
-                    .and_then(Value::as_array)
-                    .map(|e| !e.is_empty())
-            })
-            .unwrap_or(false),
+        status @ 400..=500 => !retryable(status, &response.body),
         _ => false,
     };
     if refused {
@@ -536,6 +557,42 @@ mod tests {
         assert_eq!(budget_wait(100, 100, 60, half), Some(1_836_000));
         assert_eq!(budget_wait(40, 20, 60, Decimal::ONE), None);
         assert_eq!(budget_wait(40, 40, 60, Decimal::ONE), Some(90_000));
+    }
+
+    #[test]
+    fn only_server_faults_are_retryable() {
+        let refusal = |text: &str| serde_json::json!({ "errors": [text] }).to_string();
+        for (status, body, expected) in [
+            (
+                500,
+                refusal(
+                    "Unable to make changes as it would result in the deletion/modification of an already approved and posted contract period",
+                ),
+                false,
+            ),
+            (
+                500,
+                refusal("Input string '2.5' is not a valid integer. Path 'unitChange'."),
+                false,
+            ),
+            (
+                500,
+                r#"{"message": "An unexpected error occurred."}"#.to_owned(),
+                true,
+            ),
+            (500, r#"{"errors": []}"#.to_owned(), true),
+            (500, "<html>Server Error</html>".to_owned(), true),
+            (503, refusal("Service unavailable"), true),
+            (400, refusal("contractID is required."), false),
+            (404, String::new(), false),
+            (408, String::new(), true),
+        ] {
+            assert_eq!(
+                retryable(status, body.as_bytes()),
+                expected,
+                "{status} {body}"
+            );
+        }
     }
 
     #[test]

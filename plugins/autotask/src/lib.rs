@@ -21,10 +21,13 @@
 //!   instance); and their quantity from `POST /ContractServiceUnits/query`:
 //!   the units in effect on the as-of date (the period's record plus its
 //!   proration records). A ContractService has no quantity of its own.
-//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`].
+//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`]
+//!   (adjusting a contract service's units) and [`add`] (a change without
+//!   a line adds a catalogue service to the contract).
 //! - `read-line`: `GET /ContractServices/{id}`, `GET /Services/{id}` and the
 //!   service's unit records on the as-of date.
 
+mod add;
 mod api;
 mod model;
 mod write;

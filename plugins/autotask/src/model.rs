@@ -417,6 +417,15 @@ pub struct AtService {
     /// Description.
     #[serde(default)]
     pub description: Option<String>,
+    /// Price per unit, when asked for ([`SERVICE_PRICE_FIELDS`]).
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub unit_price: Option<Decimal>,
+    /// Cost per unit, when asked for.
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub unit_cost: Option<Decimal>,
+    /// Whether it may be sold, when asked for.
+    #[serde(default)]
+    pub is_active: Option<bool>,
 }
 
 impl HasId for AtService {
@@ -427,6 +436,17 @@ impl HasId for AtService {
 
 /// Fields asked for on `Services`.
 pub const CATALOG_FIELDS: &[&str] = &["id", "name", "description"];
+
+/// Fields asked for on `Services` when adding one to a contract: the
+/// catalogue price and cost the new contract service gets.
+pub const SERVICE_PRICE_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "unitPrice",
+    "unitCost",
+    "isActive",
+];
 
 /// The WIT line of a contract service, with the units in effect on `on`
 /// (from `units`, the service's unit records). A service with no units on

@@ -19,14 +19,17 @@
 //!
 //! Applying the same change twice therefore posts one adjustment. A
 //! decimal quantity is refused before any request (units are whole
-//! numbers); Autotask's own refusals (a date in an approved-and-posted
-//! period, …) come back as `upstream` with its text.
+//! numbers): `upstream` 422, not retryable. Autotask's own refusals (a date
+//! in an approved-and-posted period, …) come back as `upstream` with its
+//! text, not retryable either (see [`crate::api::retryable`]).
+//!
+//! A change without a line adds the service to the contract: see
+//! [`crate::add`].
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
-use trueup_connector::UpstreamFailure;
-use trueup_connector::plan::{Calls, Step};
+use trueup_connector::plan::{Calls, Step, line_to_add, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
 use trueup_connector::values::{self, date_to_iso, days_from_civil};
@@ -37,22 +40,20 @@ use crate::model::{
 };
 
 /// A write refused by the connector before anything is sent: `upstream`
-/// with status 422 and a body saying so.
+/// 422, not retryable.
 fn refused(message: String) -> ConnectorError {
-    ConnectorError::Upstream(UpstreamFailure {
-        status: 422,
-        body: format!("refused by the connector before sending: {message}"),
-    })
+    refusal(422, message)
 }
 
-/// The new quantity as whole units.
+/// The new quantity as whole units for `target` (e.g. "contract service
+/// 5").
 ///
 /// # Errors
-/// `upstream` 422 for a fraction or a negative number.
-pub fn whole_units(quantity: Decimal, line: &str) -> Result<i64, ConnectorError> {
+/// `upstream` 422 (not retryable) for a fraction or a negative number.
+pub fn whole_units(quantity: Decimal, target: &str) -> Result<i64, ConnectorError> {
     if !quantity.fract().is_zero() {
         return Err(refused(format!(
-            "Autotask contract service units are whole numbers, so {} cannot be written to contract service {line}; round the quantity (with a rounding rule) and approve again",
+            "Autotask contract service units are whole numbers, so {} cannot be written to {target}; round the quantity (with a rounding rule) and approve again",
             quantity.normalize()
         )));
     }
@@ -62,29 +63,58 @@ pub fn whole_units(quantity: Decimal, line: &str) -> Result<i64, ConnectorError>
         .map_err(|_| refused(format!("{quantity} units is out of range")))?;
     if units < 0 {
         return Err(refused(format!(
-            "{units} units for contract service {line}: units cannot be negative"
+            "{units} units for {target}: units cannot be negative"
         )));
     }
     Ok(units)
 }
 
+/// The id of the record a create made, from Autotask's answer
+/// `{"itemId": n}`.
+///
+/// # Errors
+/// `internal` naming the request when the body is not such an answer.
+pub(crate) fn created_id(response: &Response) -> Result<i64, ConnectorError> {
+    #[derive(Deserialize)]
+    struct Created {
+        #[serde(rename = "itemId")]
+        item_id: i64,
+    }
+    Ok(response.json::<Created>()?.item_id)
+}
+
+/// GETs `url` for `purpose` through `calls`: as a read (sent in both
+/// modes), or as a read-back after the write (`read_back`: listed in a
+/// plan, sent only when applying, `None` when planning).
+///
+/// # Errors
+/// What the request returns.
+pub(crate) fn get_step(
+    client: &Client,
+    calls: &mut Calls,
+    url: &str,
+    purpose: String,
+    read_back: bool,
+) -> Result<Option<Response>, ConnectorError> {
+    let step = Step::get(url, purpose);
+    if read_back {
+        calls.read_back(step, |r| client.send(r))
+    } else {
+        calls.read(step, |r| client.send(r)).map(Some)
+    }
+}
+
 /// Reads a service's unit records from a GET query URL, every page,
 /// listing the first request in a plan (`read_back`: only when applying).
-fn read_units(
+pub(crate) fn read_units(
     client: &Client,
     calls: &mut Calls,
     url: &str,
     purpose: String,
     read_back: bool,
 ) -> Result<Option<Vec<AtUnit>>, ConnectorError> {
-    let step = Step::get(url, purpose);
-    let response = if read_back {
-        match calls.read_back(step, |r| client.send(r))? {
-            Some(response) => response,
-            None => return Ok(None),
-        }
-    } else {
-        calls.read(step, |r| client.send(r))?
+    let Some(response) = get_step(client, calls, url, purpose, read_back)? else {
+        return Ok(None);
     };
     let mut page = client.page::<AtUnit>(response, &format!("GET {url}"), None, -1)?;
     let mut all = Vec::new();
@@ -109,6 +139,8 @@ fn read_units(
 /// Runs the change: lists its calls when `calls` plans (returning `None`),
 /// makes them when it applies.
 ///
+/// A change without a line adds the service ([`crate::add::run`]).
+///
 /// # Errors
 /// `upstream` 422 for a decimal or negative quantity (before any request),
 /// `not-found` for an unknown contract service, `upstream` with Autotask's
@@ -118,9 +150,22 @@ pub fn run(
     change: &QuantityChange,
     calls: &mut Calls,
 ) -> Result<Option<WriteResult>, ConnectorError> {
-    let new = whole_units(values::to_decimal(&change.new_quantity), &change.line_id)?;
+    let Some(line_id) = change.line_id.as_deref() else {
+        // Checked before any request, like a change of a line.
+        let label = format!("contract {}", change.contract_id);
+        let (name, quantity) = line_to_add(change, &label)?;
+        let new = whole_units(quantity, &format!("a new {name} service on {label}"))?;
+        let contract = record_id("contract", &change.contract_id)?;
+        let client = Client::new()?;
+        client.check_budget()?;
+        return crate::add::run(&client, calls, contract, change, name, new);
+    };
+    let new = whole_units(
+        values::to_decimal(&change.new_quantity),
+        &format!("contract service {line_id}"),
+    )?;
     let contract = record_id("contract", &change.contract_id)?;
-    let line = record_id("contract service", &change.line_id)?;
+    let line = record_id("contract service", line_id)?;
     let client = Client::new()?;
     client.check_budget()?;
     let response = calls.read(
@@ -150,13 +195,13 @@ pub fn run(
             .name
             .eq_ignore_ascii_case(change.product_identifier.trim())
     {
-        return Err(ConnectorError::Upstream(UpstreamFailure {
-            status: 409,
-            body: format!(
-                "refused by the connector before writing: contract service {line} is service {:?}, not {:?}; re-sync and approve again",
+        return Err(refusal(
+            409,
+            format!(
+                "contract service {line} is service {:?}, not {:?}; re-sync and approve again",
                 catalog.name, change.product_identifier
             ),
-        }));
+        ));
     }
     let effective = change.effective_date;
     let day = days_from_civil(&effective);
@@ -227,13 +272,7 @@ pub fn run(
     )?;
     let mut record_ids = Vec::new();
     if let Some(posted) = posted {
-        #[derive(Deserialize)]
-        struct Created {
-            #[serde(rename = "itemId")]
-            item_id: i64,
-        }
-        let created: Created = posted.json()?;
-        record_ids.push(created.item_id.to_string());
+        record_ids.push(created_id(&posted)?.to_string());
     }
     let Some(after) = read_units(
         &client,
@@ -289,12 +328,14 @@ mod tests {
 
     #[test]
     fn only_whole_non_negative_units_are_written() {
-        assert_eq!(whole_units(Decimal::new(120, 1), "5").ok(), Some(12));
-        assert_eq!(whole_units(Decimal::ZERO, "5").ok(), Some(0));
+        let target = "contract service 5";
+        assert_eq!(whole_units(Decimal::new(120, 1), target).ok(), Some(12));
+        assert_eq!(whole_units(Decimal::ZERO, target).ok(), Some(0));
         for refused in [Decimal::new(25, 1), Decimal::from(-1)] {
-            match whole_units(refused, "5") {
+            match whole_units(refused, target) {
                 Err(ConnectorError::Upstream(failure)) => {
                     assert_eq!(failure.status, 422);
+                    assert!(!failure.retryable, "{}", failure.body);
                     assert!(
                         failure.body.contains("contract service 5"),
                         "{}",

@@ -18,13 +18,16 @@
 //!   agreement id given (forward-only pages); a call returns about
 //!   `lines_per_call` additions and at most `requests_per_call` requests,
 //!   and its cursor says which agreement and which page come next.
-//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`].
+//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`]
+//!   (a change of an addition) and [`add`] (a change without a line adds
+//!   an addition of a catalogue product).
 //! - `read-line`: `GET /finance/agreements/{id}/additions/{id}`.
 //!
 //! A 429 becomes `rate-limited` with the `Retry-After` wait; ConnectWise
 //! publishes no rate, so the connector sends one request at a time and
 //! leaves pacing to the host.
 
+mod add;
 mod api;
 mod model;
 mod write;

@@ -19,6 +19,10 @@ pub const AGREEMENT_FIELDS: &str = "id,name,type/name,company/id,startDate,endDa
 /// Fields asked for on `/finance/agreements/{id}/additions`.
 pub const ADDITION_FIELDS: &str = "id,product/id,product/identifier,description,invoiceDescription,quantity,lessIncluded,unitPrice,unitCost,billCustomer,effectiveDate,cancelledDate,taxableFlag";
 
+/// Fields asked for on `/procurement/catalog`.
+pub const CATALOG_FIELDS: &str =
+    "id,identifier,description,customerDescription,price,cost,taxableFlag,inactiveFlag";
+
 /// A reference object such as `{"id": 1, "name": "Monthly"}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Reference {
@@ -118,6 +122,35 @@ pub struct CwAddition {
     /// `taxableFlag`.
     #[serde(default)]
     pub taxable_flag: Option<bool>,
+}
+
+/// `GET /procurement/catalog` item: a product of the catalogue, with the
+/// price and cost a new addition of it is billed at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CwCatalogItem {
+    /// Id (the `product.id` of its additions).
+    pub id: u64,
+    /// The identifier vendor SKUs are mapped to.
+    pub identifier: String,
+    /// The internal description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The description customers see on invoices.
+    #[serde(default)]
+    pub customer_description: Option<String>,
+    /// Price per unit.
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub price: Option<Decimal>,
+    /// Cost per unit.
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub cost: Option<Decimal>,
+    /// Whether it is taxed.
+    #[serde(default)]
+    pub taxable_flag: Option<bool>,
+    /// Whether it was retired from the catalogue.
+    #[serde(default)]
+    pub inactive_flag: bool,
 }
 
 /// The lower-case web domain of a website field (`https://www.x.com/a`

@@ -17,11 +17,12 @@
 //! already cancelled on `e − 1`, an addition with the new quantity already
 //! effective on `e`), and when both are done nothing is written and the
 //! result says `changed = false`.
+//!
+//! A change without a line adds an addition: see [`crate::add`].
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use trueup_connector::UpstreamFailure;
-use trueup_connector::plan::{Calls, Step, json_number};
+use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
 use trueup_connector::values::{self, civil_from_days, date_to_iso, days_from_civil, opt_date};
@@ -35,34 +36,36 @@ use crate::model::{ADDITION_FIELDS, CwAddition};
 const MAX_ADDITION_PAGES: usize = 10;
 
 /// A write refused before it is sent, because the PSA does not hold what
-/// the change expects. Reported as `upstream` with status 409 and a body
-/// that says the connector refused it.
-fn conflict(message: String) -> ConnectorError {
-    ConnectorError::Upstream(UpstreamFailure {
-        status: 409,
-        body: format!("refused by the connector before writing: {message}"),
-    })
+/// the change expects: `upstream` 409, not retryable.
+pub(crate) fn conflict(message: String) -> ConnectorError {
+    refusal(409, message)
 }
 
-fn day(date: &Date) -> i64 {
+pub(crate) fn day(date: &Date) -> i64 {
     days_from_civil(date)
 }
 
 /// Runs the change: lists its calls when `calls` plans (returning `None`),
-/// makes them when it applies.
+/// makes them when it applies. A change without a line adds one
+/// ([`crate::add::run`]).
 ///
 /// # Errors
-/// `not-found` for an unknown agreement or addition, `upstream` when
-/// ConnectWise refuses a write (or 409 when the line is not the product
-/// the change names), and what the requests return.
+/// `not-found` for an unknown agreement, addition or catalogue product,
+/// `upstream` when ConnectWise refuses a write (or a non-retryable 409 /
+/// 422 when the connector refuses it first: the line is not the product
+/// the change names, the product is already billed), and what the
+/// requests return.
 pub fn run(
     change: &QuantityChange,
     calls: &mut Calls,
 ) -> Result<Option<WriteResult>, ConnectorError> {
     let client = Client::new()?;
     let agreement = record_id("agreement", &change.contract_id)?;
-    let line = record_id("addition", &change.line_id)?;
+    let Some(line_id) = change.line_id.as_deref() else {
+        return crate::add::run(&client, calls, agreement, change);
+    };
     let new = values::to_decimal(&change.new_quantity);
+    let line = record_id("addition", line_id)?;
     let expected = values::to_decimal(&change.expected_quantity);
     let line_url = client.url(&format!("/finance/agreements/{agreement}/additions/{line}"));
     let current: CwAddition = calls
@@ -112,7 +115,7 @@ pub fn run(
 }
 
 /// The result when ConnectWise already holds the change.
-fn unchanged(
+pub(crate) fn unchanged(
     addition: &CwAddition,
     agreement: &str,
     mut notes: Vec<String>,
@@ -190,9 +193,9 @@ fn immediate(
     }))
 }
 
-/// Reads every addition of `product` on the agreement (forward-only
-/// pages), listing each request in a plan.
-fn product_additions(
+/// Reads every addition `url` (an additions list with `conditions`)
+/// answers, following forward-only pages, listing each request in a plan.
+pub(crate) fn product_additions(
     client: &Client,
     calls: &mut Calls,
     url: &str,

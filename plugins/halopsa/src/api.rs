@@ -5,7 +5,9 @@
 //!   `grant_type=client_credentials&client_id=…&client_secret=…&scope=…`
 //!   (the secret is written into the body by the host), cached for the life
 //!   of the instance and renewed before it expires; a token refused with 401
-//!   is fetched again once.
+//!   is fetched again once. The host lets a dry run send this POST too (its
+//!   body carries a secret: a token exchange), so a plan works in a fresh
+//!   session.
 //! - **Lists**: `GET {base_url}/api/{Resource}?pageinate=true&page_size=N&page_no=K`
 //!   (1-based) answer `{"record_count": n, "<key>": [...]}`; `order=id`
 //!   keeps pages stable.
@@ -148,38 +150,15 @@ impl Client {
             .ok()
     }
 
-    /// Sends a prepared request (a write step) with the bearer token. A
-    /// 401 forgets the token, so the next call fetches a new one.
+    /// Sends a prepared request (a step of a write or its plan) with the
+    /// bearer token, fetched first when this instance holds none (also
+    /// while planning). A 401 forgets the token, so the next call fetches
+    /// a new one.
     ///
     /// # Errors
     /// What the token request or the request return.
     pub fn send<'a>(&'a self, request: Request<'a>) -> Result<Response, ConnectorError> {
         let token = TOKEN.with(|cache| cache.get_or_fetch(|| self.fetch_token()))?;
-        let response = request
-            .bearer(&token)
-            .header("accept", "application/json")
-            .send()?;
-        if response.status == 401 {
-            TOKEN.with(TokenCache::clear);
-        }
-        response.ok()
-    }
-
-    /// Like [`Client::send`] for a dry run, which may send only GET: the
-    /// token must come from this instance's cache, because Halo issues
-    /// tokens only through `POST /auth/token`.
-    ///
-    /// # Errors
-    /// `auth-failed` when no token is cached, saying how to plan; what
-    /// the request returns.
-    pub fn send_cached<'a>(&'a self, request: Request<'a>) -> Result<Response, ConnectorError> {
-        let token = TOKEN.with(|cache| {
-            cache.get_or_fetch(|| {
-                Err(ConnectorError::AuthFailed(
-                    "a dry run cannot fetch a HaloPSA access token (the token endpoint takes a POST, and a dry run may only send GET): plan in a session that has already read from HaloPSA, e.g. after a sync or a read-line".to_owned(),
-                ))
-            })
-        })?;
         let response = request
             .bearer(&token)
             .header("accept", "application/json")
@@ -205,11 +184,16 @@ impl Client {
 }
 
 /// A list answer: `record_count` and the records under the resource's key
-/// (`clients`, `contracts` or `invoices`).
+/// (`clients`, `contracts`, `invoices` or `items`).
 #[derive(serde::Deserialize)]
 struct Envelope<T> {
     record_count: u64,
-    #[serde(alias = "clients", alias = "contracts", alias = "invoices")]
+    #[serde(
+        alias = "clients",
+        alias = "contracts",
+        alias = "invoices",
+        alias = "items"
+    )]
     records: Vec<T>,
 }
 

@@ -20,11 +20,14 @@
 //!   lines of its recurring invoices. A call returns about `lines_per_call`
 //!   lines and makes at most `requests_per_call` requests; the cursor says
 //!   which contract comes next.
-//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`].
+//! - `plan-quantity-change` / `apply-quantity-change`: see [`write`]
+//!   (a line's quantity) and [`add`] (a change without a line adds a
+//!   catalogue item to the contract's recurring invoice).
 //! - `read-line`: the contract's recurring invoices, as `list-services`.
 //!
 //! A 429 becomes `rate-limited` with the `Retry-After` wait.
 
+mod add;
 mod api;
 mod model;
 mod write;

@@ -98,16 +98,39 @@ pub struct HaloLine {
     /// Quantity.
     #[serde(with = "rust_decimal::serde::arbitrary_precision")]
     pub qty_order: Decimal,
+    /// Price per unit.
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
-    unit_price: Option<Decimal>,
+    pub unit_price: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
     unit_cost: Option<Decimal>,
+    /// First day billed.
     #[serde(default)]
-    start_date: Option<String>,
+    pub start_date: Option<String>,
+    /// Last day billed (inclusive).
     #[serde(default)]
-    end_date: Option<String>,
+    pub end_date: Option<String>,
     #[serde(default)]
     nominal_code: Option<String>,
+}
+
+/// `/api/Item` record: a catalogue item, the price and cost a new line of
+/// it is billed at.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HaloItem {
+    /// Id (`item_id` on lines).
+    pub id: i64,
+    /// The name: a new line's short description, the identifier vendor
+    /// SKUs are mapped to.
+    pub name: String,
+    /// Price per unit.
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub baseprice: Option<Decimal>,
+    /// Cost per unit.
+    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    pub costprice: Option<Decimal>,
+    /// Whether it was retired.
+    #[serde(default)]
+    pub inactive: bool,
 }
 
 /// The lower-case web domain of a website, when it has one.

@@ -12,10 +12,13 @@
 //! Halo keeps no dated history on recurring invoice lines, so a `dated`
 //! change is made in place too; it bills from the next invoice the
 //! schedule creates, which the result's notes name.
+//!
+//! A change without a line adds one: see [`crate::add`]. Both fetch the
+//! access token when the instance has none, also while planning (the host
+//! allows a dry run the token exchange).
 
 use serde_json::json;
-use trueup_connector::UpstreamFailure;
-use trueup_connector::plan::{Calls, Step, json_number};
+use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
 use trueup_connector::values::{self, date_to_iso};
@@ -27,28 +30,24 @@ use crate::model::HaloInvoice;
 /// Runs the change: lists its calls when `calls` plans (returning `None`),
 /// makes them when it applies.
 ///
+/// A change without a line adds one ([`crate::add::run`]).
+///
 /// # Errors
 /// `not-found` for a line that is not on the contract, `upstream` when Halo
-/// refuses the update (or 409 when the line is not the product the change
-/// names), and what the requests return.
+/// refuses the update (or a non-retryable 409 when the line is not the
+/// product the change names), and what the requests return.
 pub fn run(
     change: &QuantityChange,
     calls: &mut Calls,
 ) -> Result<Option<WriteResult>, ConnectorError> {
     let contract = record_id("contract", &change.contract_id)?;
-    let line_id = record_id("recurring invoice line", &change.line_id)?;
-    let new = values::to_decimal(&change.new_quantity);
     let client = Client::new()?;
-    // A dry run cannot POST for a token: it uses the one this instance
-    // holds.
-    let planning = calls.planning();
-    let send = |r| {
-        if planning {
-            client.send_cached(r)
-        } else {
-            client.send(r)
-        }
+    let Some(line_id) = change.line_id.as_deref() else {
+        return crate::add::run(&client, calls, contract, change);
     };
+    let new = values::to_decimal(&change.new_quantity);
+    let line_id = record_id("recurring invoice line", line_id)?;
+    let send = |r| client.send(r);
     let invoices: Vec<HaloInvoice> = invoices_of(&client, contract, |url| {
         calls.read(
             Step::get(
@@ -75,13 +74,13 @@ pub fn run(
     if !change.product_identifier.trim().is_empty()
         && !identifier.eq_ignore_ascii_case(change.product_identifier.trim())
     {
-        return Err(ConnectorError::Upstream(UpstreamFailure {
-            status: 409,
-            body: format!(
-                "refused by the connector before writing: line {line_id} is item {identifier:?}, not {:?}; re-sync and approve again",
+        return Err(refusal(
+            409,
+            format!(
+                "line {line_id} is item {identifier:?}, not {:?}; re-sync and approve again",
                 change.product_identifier
             ),
-        }));
+        ));
     }
     let mut notes = Vec::new();
     if change.policy == ChangePolicy::Dated {

@@ -212,6 +212,89 @@ impl Calls {
     }
 }
 
+/// What the body of a [`refusal`] starts with, so the card shows at a
+/// glance that the PSA was not written to.
+pub const REFUSED_BEFORE_WRITING: &str = "refused by the connector before writing";
+
+/// A write the connector refuses before sending anything, because the PSA
+/// does not hold what the change expects or the change cannot be written
+/// (e.g. `409` when the line is another product, `422` for a quantity the
+/// PSA cannot store). It is `upstream` with `retryable = false`: sending
+/// the same change again cannot succeed, so the host shows `message` on
+/// the card instead of retrying.
+pub fn refusal(status: u16, message: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Upstream(crate::UpstreamFailure {
+        status,
+        body: format!("{REFUSED_BEFORE_WRITING}: {message}"),
+        retryable: false,
+    })
+}
+
+/// The product identifier and quantity of a change that adds a line
+/// (`line-id` none), checked before any request: a line needs the
+/// identifier of the catalogue product to add, and a quantity above 0 (a
+/// line of 0 would bill nothing). `contract` names the contract in
+/// messages, e.g. "agreement 250".
+///
+/// # Errors
+/// A [`refusal`] 422 saying which is missing.
+pub fn line_to_add<'c>(
+    change: &'c crate::psa::QuantityChange,
+    contract: &str,
+) -> Result<(&'c str, rust_decimal::Decimal), ConnectorError> {
+    let identifier = change.product_identifier.trim();
+    if identifier.is_empty() {
+        return Err(refusal(
+            422,
+            format!(
+                "adding a line to {contract} needs the identifier of the catalogue product to add"
+            ),
+        ));
+    }
+    let quantity = crate::values::to_decimal(&change.new_quantity);
+    if quantity <= rust_decimal::Decimal::ZERO {
+        return Err(refusal(
+            422,
+            format!(
+                "adding {identifier:?} to {contract} with quantity {} would bill nothing; approve a quantity above 0",
+                quantity.normalize()
+            ),
+        ));
+    }
+    Ok((identifier, quantity))
+}
+
+/// The one catalogue entry a line is added from, among `found` (the
+/// entries whose identifier is the change's, retired ones left out).
+/// `missing` is the `not-found` message for none, saying where the MSP
+/// adds the product; when several share the identifier the add is refused
+/// (409, naming the first two `id`s): the line's price would be a guess.
+///
+/// # Errors
+/// As above.
+pub fn one_catalogue_entry<T>(
+    found: impl IntoIterator<Item = T>,
+    id: impl Fn(&T) -> String,
+    identifier: &str,
+    missing: impl FnOnce() -> String,
+) -> Result<T, ConnectorError> {
+    let mut found = found.into_iter();
+    let entry = found
+        .next()
+        .ok_or_else(|| ConnectorError::NotFound(missing()))?;
+    if let Some(other) = found.next() {
+        return Err(refusal(
+            409,
+            format!(
+                "the catalogue has {identifier:?} twice ({} and {}); make it unique so the line's price is unambiguous",
+                id(&entry),
+                id(&other)
+            ),
+        ));
+    }
+    Ok(entry)
+}
+
 /// A decimal as an exact JSON number (`12.5`, not `12.500000001`), for
 /// request bodies.
 ///
@@ -261,6 +344,85 @@ mod tests {
                 json,
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_an_upstream_failure_that_is_not_retried() {
+        match refusal(409, "line 7 is product \"EDR\"") {
+            ConnectorError::Upstream(failure) => {
+                assert_eq!(failure.status, 409);
+                assert!(!failure.retryable);
+                assert_eq!(
+                    failure.body,
+                    "refused by the connector before writing: line 7 is product \"EDR\""
+                );
+            }
+            other => panic!("expected upstream, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_to_add_needs_an_identifier_and_a_quantity_above_zero() {
+        let change = |identifier: &str, digits: i64| crate::psa::QuantityChange {
+            contract_id: "250".into(),
+            line_id: None,
+            product_identifier: identifier.into(),
+            expected_quantity: crate::values::integer(0),
+            new_quantity: crate::WitDecimal { digits, scale: 1 },
+            effective_date: crate::Date {
+                year: 2026,
+                month: 12,
+                day: 1,
+            },
+            policy: crate::psa::ChangePolicy::Dated,
+            idempotency_key: "k".into(),
+        };
+        let ok = change(" EDR ", 25);
+        let (identifier, quantity) = line_to_add(&ok, "agreement 250").expect("valid");
+        assert_eq!(
+            (identifier, quantity.to_string()),
+            ("EDR", "2.5".to_owned())
+        );
+        for (bad, says) in [
+            (change("", 10), "identifier"),
+            (change("EDR", 0), "above 0"),
+        ] {
+            match line_to_add(&bad, "agreement 250") {
+                Err(ConnectorError::Upstream(failure)) => {
+                    assert_eq!((failure.status, failure.retryable), (422, false));
+                    assert!(
+                        failure.body.contains(says) && failure.body.contains("agreement 250"),
+                        "{}",
+                        failure.body
+                    );
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_is_added_from_exactly_one_catalogue_entry() {
+        let id = |n: &u32| n.to_string();
+        assert_eq!(
+            one_catalogue_entry([7], id, "EDR", || "none".into()).ok(),
+            Some(7)
+        );
+        match one_catalogue_entry(Vec::<u32>::new(), id, "EDR", || "no EDR".into()) {
+            Err(ConnectorError::NotFound(message)) => assert_eq!(message, "no EDR"),
+            other => panic!("expected not-found, got {other:?}"),
+        }
+        match one_catalogue_entry([7, 9, 11], id, "EDR", || "none".into()) {
+            Err(ConnectorError::Upstream(failure)) => {
+                assert_eq!((failure.status, failure.retryable), (409, false));
+                assert!(
+                    failure.body.contains("\"EDR\" twice (7 and 9)"),
+                    "{}",
+                    failure.body
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 

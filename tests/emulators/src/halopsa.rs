@@ -32,7 +32,7 @@
 //! | POST | `/api/RecurringInvoice` | create (no `id`; needs `client_id`) or update (with `id`) invoices, object or array; `lines` inside are updated (with `id`) or added |
 //! | POST | `/api/RecurringInvoice/Lines` | add lines (array; each needs `ihid` and `item_id` or `item_shortdescription`) |
 //! | POST | `/api/RecurringInvoice/updatelines` | update lines (array; each needs `id` and `ihid`) |
-//! | GET | `/api/Item`, `/api/Item/{id}` | the catalogue (`{"record_count", "items": [...]}`) |
+//! | GET | `/api/Item`, `/api/Item/{id}` | the catalogue (`{"record_count", "items": [...]}`); `search` matches names and descriptions |
 //!
 //! Lists page with `pageinate=true&page_size=n&page_no=k` (1-based,
 //! default page size [`DEFAULT_PAGE_SIZE`]); paged answers also carry
@@ -506,7 +506,17 @@ impl Halo {
             }
             ["item"] if get => {
                 let data = data();
-                let records = PRODUCTS.iter().map(|p| data.item_json(p)).collect();
+                let search = query.get("search").map(str::to_lowercase);
+                let records = PRODUCTS
+                    .iter()
+                    .filter(|p| {
+                        search.as_ref().is_none_or(|s| {
+                            p.identifier.to_lowercase().contains(s)
+                                || p.description.to_lowercase().contains(s)
+                        })
+                    })
+                    .map(|p| data.item_json(p))
+                    .collect();
                 self.list("items", records, query, path)
             }
             ["item", id] if get => {

@@ -447,6 +447,32 @@ async fn recurring_invoices_are_created_and_updated() {
 }
 
 #[tokio::test]
+async fn the_item_catalogue_is_searched_by_name() {
+    let emulator = start(5).await;
+    let api = Api::new(&emulator).await;
+    let all = api.get_json("/Item").await;
+    assert_eq!(
+        all["record_count"],
+        json!(crate::catalog::PRODUCTS.len()),
+        "{all}"
+    );
+    let found = api.get_json("/Item?search=rmm-srv").await;
+    let names: Vec<&str> = found["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["RMM-SRV"], "{found}");
+    assert_eq!(found["items"][0]["baseprice"], json!(150.0));
+    // Descriptions match too, as in Halo's search box.
+    let backup = api.get_json("/Item?search=backup").await;
+    assert_eq!(backup["record_count"], 1, "{backup}");
+    let none = api.get_json("/Item?search=no-such-item").await;
+    assert_eq!(none["record_count"], 0, "{none}");
+}
+
+#[tokio::test]
 async fn rate_limit_and_paging_loop() {
     let mut limited = settings();
     limited.halopsa.requests_per_minute = 3;
