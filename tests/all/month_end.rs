@@ -24,7 +24,12 @@ fn today() -> NaiveDate {
 /// The ConnectWise emulator's write log (successful and refused writes).
 async fn writes(base: &str) -> Vec<serde_json::Value> {
     let url = format!("{base}/_emulator/connectwise/writes");
-    let body = reqwest::get(&url).await.expect("GET writes").text().await.expect("body");
+    let body = reqwest::get(&url)
+        .await
+        .expect("GET writes")
+        .text()
+        .await
+        .expect("body");
     serde_json::from_str(&body).expect("a JSON list of writes")
 }
 
@@ -36,12 +41,17 @@ async fn a_month_end_from_sync_to_write_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (plugins, rules) = demo::repo_paths(&repo_root());
     let config = demo::config(dir.path(), &plugins, &rules, &emulators);
-    let now = Utc.with_ymd_and_hms(2026, 11, 25, 18, 0, 0).single().expect("now");
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 25, 18, 0, 0)
+        .single()
+        .expect("now");
     let app = App::open_with_clock(Arc::new(config), Arc::new(move || now))
         .await
         .expect("app opens");
     for (plugin, name, value) in demo::secrets() {
-        app.set_secret(plugin, name, value, "test").await.expect("secret");
+        app.set_secret(plugin, name, value, "test")
+            .await
+            .expect("secret");
     }
 
     // Sync every source.
@@ -54,8 +64,16 @@ async fn a_month_end_from_sync_to_write_back() {
 
     // Reconcile: every category shows.
     let summary = app.reconcile().await.expect("reconcile");
-    assert!(summary.rules.starts_with("rules/"), "cards record the rule version");
-    let run = app.store().latest_reconcile_run().await.expect("run").expect("a run");
+    assert!(
+        summary.rules.starts_with("rules/"),
+        "cards record the rule version"
+    );
+    let run = app
+        .store()
+        .latest_reconcile_run()
+        .await
+        .expect("run")
+        .expect("a run");
     let cards = app.store().run_cards(run.id).await.expect("cards");
     let categories: BTreeSet<CardCategory> = cards.iter().map(|c| c.category).collect();
     for wanted in [
@@ -65,7 +83,10 @@ async fn a_month_end_from_sync_to_write_back() {
         CardCategory::NoVendorData,
         CardCategory::Unmapped,
     ] {
-        assert!(categories.contains(&wanted), "no {wanted:?} card among {categories:?}");
+        assert!(
+            categories.contains(&wanted),
+            "no {wanted:?} card among {categories:?}"
+        );
     }
     assert!(
         !categories.contains(&CardCategory::RuleError),
@@ -91,9 +112,15 @@ async fn a_month_end_from_sync_to_write_back() {
     };
     let cw = emulators.connectwise.base_url.clone();
     let before = writes(&cw).await.len();
-    let plan = app.plan_change(&quantity_change(&pending)).await.expect("plan");
+    let plan = app
+        .plan_change(&quantity_change(&pending))
+        .await
+        .expect("plan");
     assert!(!plan.is_empty(), "the plan lists the calls");
-    assert!(plan.iter().any(|c| c.method != "GET"), "it writes something: {plan:?}");
+    assert!(
+        plan.iter().any(|c| c.method != "GET"),
+        "it writes something: {plan:?}"
+    );
     assert_eq!(writes(&cw).await.len(), before, "a dry run writes nothing");
 
     // Approve → outbox → write-back, exactly once.

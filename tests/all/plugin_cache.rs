@@ -28,21 +28,35 @@ async fn a_compiled_component_is_cached_by_content_and_reused() {
     let first = LoadedPlugin::load(&engine, &plugin_dir("test.hostile"), &settings).expect("load");
     let entries = cache_entries(cache.path());
     assert_eq!(entries.len(), 1, "one entry per component");
-    let name = entries[0].file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+    let name = entries[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
     assert!(
         name.starts_with(first.component_sha256()),
         "keyed by the component's hash: {name}"
     );
-    let written = std::fs::metadata(&entries[0]).expect("meta").modified().expect("mtime");
+    let written = std::fs::metadata(&entries[0])
+        .expect("meta")
+        .modified()
+        .expect("mtime");
 
     // A second load uses the entry (no new file, same file untouched).
     LoadedPlugin::load(&engine, &plugin_dir("test.hostile"), &settings).expect("load again");
     let again = cache_entries(cache.path());
     assert_eq!(again, entries);
-    assert_eq!(std::fs::metadata(&again[0]).expect("meta").modified().expect("mtime"), written);
+    assert_eq!(
+        std::fs::metadata(&again[0])
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        written
+    );
 
     // Another component gets its own entry.
-    LoadedPlugin::load(&engine, &plugin_dir("test.bench"), &Default::default()).expect("load bench");
+    LoadedPlugin::load(&engine, &plugin_dir("test.bench"), &Default::default())
+        .expect("load bench");
     assert_eq!(cache_entries(cache.path()).len(), 2);
 }
 
@@ -62,5 +76,9 @@ async fn a_damaged_cache_entry_is_discarded_and_recompiled() {
         .expect("a damaged entry must not stop the load");
     assert_eq!(plugin.manifest().id, "test.hostile");
     let repaired = std::fs::read(&entry).expect("rewritten");
-    assert_ne!(repaired, b"not a compiled component".to_vec(), "the entry was recompiled");
+    assert_ne!(
+        repaired,
+        b"not a compiled component".to_vec(),
+        "the entry was recompiled"
+    );
 }

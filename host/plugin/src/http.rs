@@ -281,8 +281,7 @@ impl HostState {
         // OAuth client-credentials request), without which a connector
         // could not read at all on a fresh instance.
         let reads = matches!(request.method, http::Method::Get | http::Method::Head);
-        let credential_exchange =
-            request.method == http::Method::Post && rendered.body_has_secret;
+        let credential_exchange = request.method == http::Method::Post && rendered.body_has_secret;
         if self.call.read_only && !reads && !credential_exchange {
             return Ok(Err(Failure::Denied(format!(
                 "{} is a dry run: only GET and HEAD requests (and a POST carrying a secret, a token exchange) may be sent",

@@ -62,9 +62,7 @@ pub async fn start_emulators(
     let world = Arc::new(World::new(seed, customers));
     let mut settings = Settings::default();
     settings.connectwise.today = Some(today);
-    let as_of = today
-        .and_hms_opt(12, 0, 0)
-        .map(|t| t.and_utc());
+    let as_of = today.and_hms_opt(12, 0, 0).map(|t| t.and_utc());
     settings.microsoft.as_of = as_of;
     settings.pax8.as_of = as_of;
     settings.ninjaone.as_of = as_of;
@@ -80,7 +78,13 @@ pub async fn start_emulators(
     })
 }
 
-fn entry(plugins_dir: &Path, id: &str, origin: &str, config: &[(&str, String)], secrets: &[&str]) -> PluginEntry {
+fn entry(
+    plugins_dir: &Path,
+    id: &str,
+    origin: &str,
+    config: &[(&str, String)],
+    secrets: &[&str],
+) -> PluginEntry {
     PluginEntry {
         path: plugins_dir.join(id),
         enabled: true,
@@ -209,7 +213,11 @@ pub fn secrets() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         (PSA_PLUGIN, "public_key", cw::PUBLIC_KEY),
         (PSA_PLUGIN, "private_key", cw::PRIVATE_KEY),
-        ("trueup.microsoft365", "client_secret", microsoft::CLIENT_SECRET),
+        (
+            "trueup.microsoft365",
+            "client_secret",
+            microsoft::CLIENT_SECRET,
+        ),
         ("trueup.pax8", "client_secret", pax8::CLIENT_SECRET),
         ("trueup.ninjaone", "client_secret", ninjaone::CLIENT_SECRET),
         ("trueup.huntress", "api_secret", huntress::PRIVATE_KEY),

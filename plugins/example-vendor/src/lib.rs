@@ -63,7 +63,10 @@ struct AccountsCursor {
 fn get(url: String) -> Result<Response, ConnectorError> {
     let key = Secret::get("api_key")?;
     Request::get(url)
-        .header_parts("authorization", &[Part::Text("Bearer "), Part::Secret(&key)])
+        .header_parts(
+            "authorization",
+            &[Part::Text("Bearer "), Part::Secret(&key)],
+        )
         .header("accept", "application/json")
         .send()?
         .ok()
@@ -85,10 +88,16 @@ impl vendor::Guest for JsonFeed {
         let page = Cursor::decode::<AccountsCursor>(cursor.as_deref())?.map_or(1, |c| c.page);
         let url = with_query(
             &format!("{base}/accounts"),
-            &[("page", &page.to_string()), ("page_size", &page_size.to_string())],
+            &[
+                ("page", &page.to_string()),
+                ("page_size", &page_size.to_string()),
+            ],
         );
         let body: AccountsResponse = get(url)?.json()?;
-        log::debug(&format!("accounts page {page}: {} accounts", body.accounts.len()));
+        log::debug(&format!(
+            "accounts page {page}: {} accounts",
+            body.accounts.len()
+        ));
         let next_cursor = match body.next_page {
             Some(next) if next > page => Some(Cursor::encode(&AccountsCursor { page: next })?),
             Some(next) => {
@@ -115,12 +124,13 @@ impl vendor::Guest for JsonFeed {
 
     fn list_usage(request: UsageRequest) -> Result<UsagePage, ConnectorError> {
         let account = request.account_id.ok_or_else(|| {
-            ConnectorError::InvalidConfig(
-                "this connector lists usage one account at a time".into(),
-            )
+            ConnectorError::InvalidConfig("this connector lists usage one account at a time".into())
         })?;
         let base = config::base_url("base_url")?;
-        let url = format!("{base}/accounts/{}/usage", trueup_connector::paging::percent_encode(&account));
+        let url = format!(
+            "{base}/accounts/{}/usage",
+            trueup_connector::paging::percent_encode(&account)
+        );
         let body: UsageResponse = get(url)?.json()?;
         let items = body
             .usage

@@ -251,12 +251,18 @@ mod tests {
             account_id: "org-1".into(),
             sku_id: "WINDOWS_WORKSTATION".into(),
             sku_name: "WINDOWS_WORKSTATION".into(),
-            quantity: WitDecimal { digits: 1, scale: 0 },
+            quantity: WitDecimal {
+                digits: 1,
+                scale: 0,
+            },
             unit: "device".into(),
             unit_cost: None,
             billing_term: None,
             commitment_end: None,
-            attributes: vec![("display-name".into(), device.into()), ("device-role".into(), "workstation".into())],
+            attributes: vec![
+                ("display-name".into(), device.into()),
+                ("device-role".into(), "workstation".into()),
+            ],
         };
         let page = page(&[record("pc-1"), record("pc-2")], None);
         assert_eq!(page.rows.len(), 2);

