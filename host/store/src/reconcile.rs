@@ -158,6 +158,8 @@ pub struct CardPage {
 pub enum GroupBy {
     /// Company id.
     Company,
+    /// Contract id.
+    Contract,
     /// Category.
     Category,
     /// Product.
@@ -825,6 +827,7 @@ impl Store {
         let key_sql = match by {
             None => "NULL".to_owned(),
             Some(GroupBy::Company) => "c.company_id".to_owned(),
+            Some(GroupBy::Contract) => "c.contract_id".to_owned(),
             Some(GroupBy::Category) => "c.category".to_owned(),
             Some(GroupBy::Product) => "c.product_id".to_owned(),
             Some(GroupBy::Vendor) => "c.vendors".to_owned(),

@@ -962,6 +962,30 @@ async fn reconcile_runs_round_trip_every_card_exactly(store: TestStore) {
     assert_eq!(count, out.cards.len());
     let under: Decimal = groups.iter().map(|g| g.totals.under_billed).sum();
     assert_eq!(under, out.totals.under_billed);
+    let by_contract = store
+        .card_groups(run, &CardFilter::default(), GroupBy::Contract)
+        .await
+        .unwrap();
+    for g in &by_contract {
+        let expected = out
+            .cards
+            .iter()
+            .filter(|c| c.contract.as_ref().map(|c| c.as_str()) == g.key.as_deref())
+            .count();
+        assert_eq!(
+            g.totals.cards.values().sum::<usize>(),
+            expected,
+            "{:?}",
+            g.key
+        );
+    }
+    assert_eq!(
+        by_contract
+            .iter()
+            .flat_map(|g| g.totals.cards.values())
+            .sum::<usize>(),
+        out.cards.len()
+    );
     let by_category = store
         .card_groups(run, &CardFilter::default(), GroupBy::Category)
         .await

@@ -60,6 +60,17 @@ pub enum AppEvent {
         /// Cards produced.
         cards: usize,
     },
+    /// A job (sync, reconcile) finished on some worker of this process.
+    JobFinished {
+        /// The job id.
+        job: i64,
+        /// Its kind.
+        kind: String,
+        /// Whether it succeeded.
+        ok: bool,
+        /// A one-line summary or the error.
+        message: String,
+    },
     /// A write-back finished.
     WriteBack {
         /// The card.
@@ -229,7 +240,8 @@ impl App {
         self.inner.events.subscribe()
     }
 
-    pub(crate) fn emit(&self, event: AppEvent) {
+    /// Sends `event` to every live subscriber (none is fine).
+    pub fn emit(&self, event: AppEvent) {
         // No subscriber is fine: nobody is watching.
         let _ = self.inner.events.send(event);
     }

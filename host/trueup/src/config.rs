@@ -29,6 +29,11 @@
 //! [plugins."trueup.connectwise".grants]
 //! http = ["https://na.myconnectwise.net"]
 //! secrets = ["private_key"]
+//!
+//! [[schedules]]
+//! name = "month-end"                     # unique
+//! kind = "sync.full"                     # sync.full | sync.quick | sync.source | reconcile
+//! spec = "monthly on day 28 at 18:00"    # in [billing] time_zone (see schedule.rs)
 //! ```
 //!
 //! Unknown fields are refused; errors name the file, line and field.
@@ -76,6 +81,9 @@ pub struct Config {
     /// Rules.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Scheduled jobs (syncs, reconciles), in the MSP's time zone.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -215,6 +223,30 @@ impl Default for RulesConfig {
     }
 }
 
+/// `[[schedules]]`: a job enqueued on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique name (the store's schedule key).
+    pub name: String,
+    /// The job kind: `sync.full` (every source, then a reconcile),
+    /// `sync.quick` (every source, no reconcile), `sync.source` (one
+    /// source, named by `source`) or `reconcile`.
+    pub kind: String,
+    /// When, e.g. `"weekly on mon at 06:00"` or `"monthly on day 28 at
+    /// 18:00"` (see [`crate::schedule`]), in `[billing] time_zone`.
+    pub spec: String,
+    /// For `sync.source`: the PSA plugin id or vendor integration id.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Disabled schedules enqueue nothing.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+/// The job kinds a schedule may enqueue.
+pub const SCHEDULE_KINDS: &[&str] = &["sync.full", "sync.quick", "sync.source", "reconcile"];
+
 /// `[plugins."<id>"]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +357,50 @@ impl Config {
                 ));
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for schedule in &self.schedules {
+            if !names.insert(schedule.name.as_str()) {
+                return Err(format!(
+                    "[[schedules]] name {:?} is used twice",
+                    schedule.name
+                ));
+            }
+            if !SCHEDULE_KINDS.contains(&schedule.kind.as_str()) {
+                return Err(format!(
+                    "[[schedules]] {:?}: kind {:?} is not one of {}",
+                    schedule.name,
+                    schedule.kind,
+                    SCHEDULE_KINDS.join(", ")
+                ));
+            }
+            if let Err(e) = crate::schedule::Schedule::parse(&schedule.spec) {
+                return Err(format!("[[schedules]] {:?}: {e}", schedule.name));
+            }
+            match (&schedule.source, schedule.kind == "sync.source") {
+                (None, true) => {
+                    return Err(format!(
+                        "[[schedules]] {:?}: kind \"sync.source\" needs source = \"<PSA plugin or vendor id>\"",
+                        schedule.name
+                    ));
+                }
+                (Some(source), true)
+                    if self.psa.as_ref().is_none_or(|p| &p.plugin != source)
+                        && !self.vendors.iter().any(|v| &v.id == source) =>
+                {
+                    return Err(format!(
+                        "[[schedules]] {:?}: source {source:?} is neither the [psa] plugin nor a [[vendors]] id",
+                        schedule.name
+                    ));
+                }
+                (Some(_), false) => {
+                    return Err(format!(
+                        "[[schedules]] {:?}: source is only for kind \"sync.source\"",
+                        schedule.name
+                    ));
+                }
+                _ => {}
+            }
+        }
         if self.billing.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(format!(
                 "[billing] time_zone = {:?} is not an IANA time zone name like \"America/Chicago\"",
@@ -395,6 +471,67 @@ mod tests {
         );
         let error = Config::parse("[psa]\nplugin = \"x\"\n").expect_err("no entry");
         assert_eq!(error, "[psa] plugin = \"x\" has no [plugins.\"x\"] entry");
+    }
+
+    #[test]
+    fn schedules_are_read_and_checked() {
+        let config = Config::parse(
+            "[[schedules]]\nname = \"month-end\"\nkind = \"sync.full\"\nspec = \"monthly on day 28 at 18:00\"\n\
+             [[schedules]]\nname = \"weekly\"\nkind = \"reconcile\"\nspec = \"weekly on mon at 06:00\"\nenabled = false\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.schedules,
+            vec![
+                ScheduleConfig {
+                    name: "month-end".into(),
+                    kind: "sync.full".into(),
+                    spec: "monthly on day 28 at 18:00".into(),
+                    source: None,
+                    enabled: true,
+                },
+                ScheduleConfig {
+                    name: "weekly".into(),
+                    kind: "reconcile".into(),
+                    spec: "weekly on mon at 06:00".into(),
+                    source: None,
+                    enabled: false,
+                },
+            ]
+        );
+        let cases = [
+            (
+                "[[schedules]]\nname = \"a\"\nkind = \"sync.full\"\nspec = \"daily at 06:00\"\n\
+                 [[schedules]]\nname = \"a\"\nkind = \"reconcile\"\nspec = \"daily at 07:00\"\n",
+                "[[schedules]] name \"a\" is used twice",
+            ),
+            (
+                "[[schedules]]\nname = \"a\"\nkind = \"backup\"\nspec = \"daily at 06:00\"\n",
+                "[[schedules]] \"a\": kind \"backup\" is not one of sync.full, sync.quick, sync.source, reconcile",
+            ),
+            (
+                "[[schedules]]\nname = \"a\"\nkind = \"sync.source\"\nspec = \"daily at 06:00\"\n",
+                "[[schedules]] \"a\": kind \"sync.source\" needs source = \"<PSA plugin or vendor id>\"",
+            ),
+            (
+                "[[schedules]]\nname = \"a\"\nkind = \"sync.source\"\nsource = \"pax8\"\nspec = \"daily at 06:00\"\n",
+                "[[schedules]] \"a\": source \"pax8\" is neither the [psa] plugin nor a [[vendors]] id",
+            ),
+            (
+                "[[schedules]]\nname = \"a\"\nkind = \"reconcile\"\nsource = \"pax8\"\nspec = \"daily at 06:00\"\n",
+                "[[schedules]] \"a\": source is only for kind \"sync.source\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Config::parse(text).expect_err(expected), expected);
+        }
+        let error =
+            Config::parse("[[schedules]]\nname = \"a\"\nkind = \"reconcile\"\nspec = \"hourly\"\n")
+                .expect_err("bad spec");
+        assert!(
+            error.starts_with("[[schedules]] \"a\": \"hourly\" is not a schedule"),
+            "{error}"
+        );
     }
 
     #[test]

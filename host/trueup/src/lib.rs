@@ -5,9 +5,12 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod demo;
 pub mod conformance;
+pub mod demo;
+pub mod ingest;
+pub mod jobs;
 pub mod pull;
 pub mod runtime;
 pub mod schedule;
 pub mod secret_box;
+pub mod web;

@@ -27,6 +27,14 @@ enum Command {
     Reconcile(commands::reconcile::ReconcileArgs),
     /// Check, test, explain and dry-run the Rhai mapping rules.
     Rules(commands::rules::RulesArgs),
+    /// Serve the UI and REST API with the job, schedule and write-back workers.
+    Serve(commands::serve::ServeArgs),
+    /// Run the demo: emulators, plugins, a sync and reconcile, then serve.
+    Demo(commands::demo::DemoArgs),
+    /// Manage local users.
+    User(commands::user::UserArgs),
+    /// Manage API tokens.
+    Token(commands::token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +58,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(args) => commands::plugin::run(config, args),
         Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Rules(args) => commands::rules::run(config, args),
+        Command::Serve(args) => commands::serve::run(config, args),
+        Command::Demo(args) => commands::demo::run(args),
+        Command::User(args) => commands::user::run(config, args),
+        Command::Token(args) => commands::token::run(config, args),
     }
 }

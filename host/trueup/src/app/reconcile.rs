@@ -32,7 +32,9 @@ pub struct ReconcileSummary {
     pub rules: String,
 }
 
-fn history_start(as_of: NaiveDate) -> NaiveDate {
+/// The first day of usage a reconcile as of `as_of` reads: the first of
+/// the month [`USAGE_HISTORY_MONTHS`] − 1 months before `as_of`'s.
+pub fn history_start(as_of: NaiveDate) -> NaiveDate {
     let first = as_of.with_day(1).unwrap_or(as_of);
     first
         .checked_sub_months(Months::new(USAGE_HISTORY_MONTHS - 1))
@@ -139,6 +141,43 @@ impl App {
             usage_rows,
             rules: label,
         })
+    }
+}
+
+impl App {
+    /// The stored PSA state, vendor integrations, accounts and usage (as a
+    /// reconcile as of `as_of` reads them) and the manual mappings, as a
+    /// snapshot; with the account matching a reconcile would do. For
+    /// dry-running and explaining draft rules against current data.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn current_snapshot(
+        &self,
+        as_of: NaiveDate,
+    ) -> Result<(trueup_core::snapshot::Snapshot, Vec<MatchOutcome>), AppError> {
+        let psa = self.store().psa_state().await?;
+        let mut snapshot = trueup_core::snapshot::Snapshot::new(self.psa_profile());
+        snapshot.taken_at = Some(self.now());
+        snapshot.companies = psa.data.companies;
+        snapshot.contracts = psa.data.contracts;
+        snapshot.service_lines = psa.data.lines;
+        snapshot.catalog = psa.data.catalog;
+        snapshot.vendors = self.store().vendor_integrations().await?;
+        snapshot.accounts = self.store().vendor_accounts(None).await?;
+        snapshot.account_mappings = self
+            .store()
+            .mapping_overrides()
+            .await?
+            .iter()
+            .map(|o| o.to_mapping())
+            .collect();
+        snapshot.usage = self
+            .store()
+            .usage_for_period(history_start(as_of), as_of)
+            .await?;
+        let outcomes = snapshot.resolve_mappings(MatchConfig::default());
+        Ok((snapshot, outcomes))
     }
 }
 

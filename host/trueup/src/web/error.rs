@@ -1,0 +1,260 @@
+//! The API's errors: `{ "error": { "code", "message", "request_id" } }`
+//! with the right status. Internals (database errors, key problems) are
+//! logged with the request id and answered with a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use trueup_store::StoreError;
+
+use crate::app::AppError;
+
+tokio::task_local! {
+    /// The id of the request being handled (set by the request-id
+    /// middleware), for error logs and bodies.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, when inside a request.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// An API error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No or bad credentials (401).
+    Unauthenticated(String),
+    /// Authenticated but not allowed, or a missing/wrong CSRF token (403).
+    Forbidden {
+        /// A machine-readable code (`forbidden`, `csrf`).
+        code: &'static str,
+        /// What is missing.
+        message: String,
+    },
+    /// Nothing there (404).
+    NotFound(String),
+    /// The request is malformed or invalid (400).
+    BadRequest(String),
+    /// The request conflicts with the stored state (409).
+    Conflict(String),
+    /// Too many attempts (429), retry after the seconds given.
+    TooManyRequests {
+        /// What is limited.
+        message: String,
+        /// Seconds until the next attempt may succeed.
+        retry_after: u64,
+    },
+    /// A connector or the PSA failed (502).
+    Upstream(String),
+    /// The store is not reachable (503).
+    Unavailable(String),
+    /// Something broke inside; the detail is logged, not answered (500).
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden { code, .. } => code,
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Upstream(_) => "upstream",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// A 403 for a role that is too low.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            code: "forbidden",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+            StoreError::Duplicate { .. } => ApiError::Conflict(error.to_string()),
+            StoreError::Invalid { .. } | StoreError::MissingReference { .. } => {
+                ApiError::BadRequest(error.to_string())
+            }
+            StoreError::LeaseLost { .. } => ApiError::Conflict(error.to_string()),
+            StoreError::Connect { .. } => ApiError::Unavailable(error.to_string()),
+            StoreError::Migrate { .. }
+            | StoreError::Database { .. }
+            | StoreError::Corrupt { .. } => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Store(e) => e.into(),
+            AppError::Runtime(e) => ApiError::Conflict(e.to_string()),
+            AppError::Load(e) => ApiError::Upstream(e.to_string()),
+            AppError::Call(e) => ApiError::Upstream(e.to_string()),
+            AppError::Pull(e) => ApiError::Upstream(e.to_string()),
+            AppError::Rules(e) => ApiError::BadRequest(e),
+            AppError::Secret(e) => ApiError::Internal(e.to_string()),
+            AppError::Action(e) => ApiError::BadRequest(e.to_string()),
+            AppError::NotConfigured(e) => ApiError::Conflict(e),
+            AppError::NotFound(e) => ApiError::NotFound(e),
+            AppError::Invalid(e) => ApiError::BadRequest(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = request_id();
+        let status = self.status();
+        let internal = matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_));
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %detail, "internal error");
+                "something went wrong inside Trueup; the log has the details under this request id"
+                    .to_owned()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %detail, "store unavailable");
+                "the store is not reachable; try again shortly".to_owned()
+            }
+            ApiError::Unauthenticated(m)
+            | ApiError::NotFound(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Conflict(m)
+            | ApiError::Upstream(m)
+            | ApiError::Forbidden { message: m, .. }
+            | ApiError::TooManyRequests { message: m, .. } => m.clone(),
+        };
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message: &message,
+                request_id: if internal { request_id } else { None },
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// What handlers return.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_hidden_and_others_are_said() {
+        let hidden = ApiError::from(StoreError::Database {
+            operation: "list cards",
+            table: "cards",
+            problem: "disk I/O error at /var/lib/secret/path".into(),
+        });
+        assert_eq!(hidden.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = hidden.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let said = ApiError::from(AppError::NotFound("no card abc".into()));
+        assert_eq!(said.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ApiError::from(AppError::Invalid("bad".into())).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let limited = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            retry_after: 42,
+        }
+        .into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "42");
+    }
+}
+
+/// A JSON request body whose rejections are answered as [`ApiError`]s.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejections are answered as [`ApiError`]s.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parse_query(&parts.uri).map(QueryParams)
+    }
+}
+
+/// Parses a URI's query string into `T`.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the problem.
+pub fn parse_query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult<T> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
