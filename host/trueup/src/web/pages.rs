@@ -27,6 +27,21 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/login.js"),
     ),
     (
+        "core.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/core.js"),
+    ),
+    (
+        "cards.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/cards.js"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/admin.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/app.js"),
