@@ -5,7 +5,9 @@
 //! `target/plugins/`; run `scripts/test`, which builds them first.
 
 mod support;
+mod support_webdriver;
 
+mod browser;
 mod conformance;
 mod connector_autotask;
 mod connector_connectwise;
