@@ -65,11 +65,35 @@ pub struct Driver {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    port: u16,
     chromium: PathBuf,
+    /// Sessions opened, ended on drop (a failed test leaves no browser).
+    sessions: std::sync::Mutex<Vec<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // End the sessions first (chromedriver closes their browsers), with
+        // a blocking request: drop cannot await.
+        let sessions = std::mem::take(
+            &mut *self
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for id in sessions {
+            use std::io::{Read, Write};
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    stream,
+                    "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.port
+                );
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -109,7 +133,9 @@ impl Driver {
         let this = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            port,
             chromium,
+            sessions: std::sync::Mutex::new(Vec::new()),
         };
         let http = reqwest::Client::new();
         let started = Instant::now();
@@ -164,6 +190,10 @@ impl Driver {
             .as_str()
             .unwrap_or_else(|| panic!("no sessionId in {answer}"))
             .to_owned();
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id.clone());
         Session {
             http,
             url: format!("{}/session/{id}", self.base),
