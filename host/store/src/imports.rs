@@ -1285,7 +1285,10 @@ mod tests {
             .complete_psa_sync(run, &data, &SyncStats::default(), at(2, 1))
             .await
             .unwrap();
-        assert_eq!(store.psa_companies().await.unwrap(), [company.clone()]);
+        assert_eq!(
+            store.psa_companies().await.unwrap(),
+            std::slice::from_ref(&company)
+        );
         assert_eq!(store.psa_state().await.unwrap().data.companies, [company]);
     }
 

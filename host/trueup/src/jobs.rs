@@ -86,9 +86,16 @@ pub enum JobError {
         /// What is wrong.
         problem: String,
     },
-    /// Running it failed.
+    /// Running it failed (boxed: the application's error is large and
+    /// job results travel through channels and the store).
     #[error(transparent)]
-    App(#[from] AppError),
+    App(Box<AppError>),
+}
+
+impl From<AppError> for JobError {
+    fn from(error: AppError) -> Self {
+        JobError::App(Box::new(error))
+    }
 }
 
 impl JobSpec {
@@ -146,7 +153,8 @@ impl JobSpec {
 }
 
 /// Whether `source` names the configured PSA or a vendor integration.
-fn check_source(app: &App, source: &str) -> Result<(), AppError> {
+/// The error says which names would do (for [`AppError::NotFound`]).
+fn check_source(app: &App, source: &str) -> Result<(), String> {
     let psa = app
         .config()
         .psa
@@ -155,9 +163,9 @@ fn check_source(app: &App, source: &str) -> Result<(), AppError> {
     if psa || app.config().vendors.iter().any(|v| v.id == source) {
         Ok(())
     } else {
-        Err(AppError::NotFound(format!(
+        Err(format!(
             "no source {source:?}: name the [psa] plugin or a [[vendors]] id"
-        )))
+        ))
     }
 }
 
@@ -169,7 +177,7 @@ fn check_source(app: &App, source: &str) -> Result<(), AppError> {
 /// An unknown source; a store error.
 pub async fn enqueue(app: &App, spec: &JobSpec, by: &str) -> Result<JobId, AppError> {
     if let JobSpec::SyncSource { source } = spec {
-        check_source(app, source)?;
+        check_source(app, source).map_err(AppError::NotFound)?;
     }
     let now = app.now();
     for job in app.store().jobs(Some(JobStatus::Queued), 200).await? {
@@ -235,7 +243,7 @@ pub async fn run(app: &App, spec: &JobSpec) -> Result<String, AppError> {
             }
         }
         JobSpec::SyncSource { source } => {
-            check_source(app, source)?;
+            check_source(app, source).map_err(AppError::NotFound)?;
             let summary = if app
                 .config()
                 .psa

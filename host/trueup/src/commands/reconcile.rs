@@ -229,14 +229,14 @@ mod tests {
     #[test]
     fn the_example_snapshot_renders_a_readable_table() {
         let text = include_str!("../../../../tests/fixtures/snapshots/small.json");
-        let snapshot = Snapshot::from_json(text).unwrap();
+        let snapshot = Snapshot::from_json(text).expect("the example snapshot parses");
         let outcomes = snapshot.resolve_mappings(MatchConfig::default());
         let mappings: Vec<AccountMapping> = outcomes.iter().map(|o| o.mapping.clone()).collect();
         let mapper = snapshot.sku_mapper();
-        let as_of = NaiveDate::from_ymd_opt(2025, 3, 28).unwrap();
+        let as_of = NaiveDate::from_ymd_opt(2025, 3, 28).expect("a date");
         let output = reconcile(&snapshot.reconcile_input(as_of, &mappings, &outcomes, &mapper));
         let table = render_table(&snapshot, &output);
-        let header = table.lines().next().unwrap();
+        let header = table.lines().next().expect("a header line");
         assert!(header.starts_with("COMPANY"), "{table}");
         assert!(header.contains("MONEY DELTA") && header.contains("EFFECTIVE"));
         assert!(table.contains("Contoso Ltd"), "{table}");

@@ -183,36 +183,6 @@ impl IntoResponse for ApiError {
 /// What handlers return.
 pub type ApiResult<T> = Result<T, ApiError>;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_errors_are_hidden_and_others_are_said() {
-        let hidden = ApiError::from(StoreError::Database {
-            operation: "list cards",
-            table: "cards",
-            problem: "disk I/O error at /var/lib/secret/path".into(),
-        });
-        assert_eq!(hidden.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let response = hidden.into_response();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let said = ApiError::from(AppError::NotFound("no card abc".into()));
-        assert_eq!(said.status(), StatusCode::NOT_FOUND);
-        assert_eq!(
-            ApiError::from(AppError::Invalid("bad".into())).status(),
-            StatusCode::BAD_REQUEST
-        );
-        let limited = ApiError::TooManyRequests {
-            message: "slow down".into(),
-            retry_after: 42,
-        }
-        .into_response();
-        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(limited.headers()[header::RETRY_AFTER], "42");
-    }
-}
-
 /// A JSON request body whose rejections are answered as [`ApiError`]s.
 pub struct JsonBody<T>(pub T);
 
@@ -257,4 +227,34 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Api
     axum::extract::Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_hidden_and_others_are_said() {
+        let hidden = ApiError::from(StoreError::Database {
+            operation: "list cards",
+            table: "cards",
+            problem: "disk I/O error at /var/lib/secret/path".into(),
+        });
+        assert_eq!(hidden.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = hidden.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let said = ApiError::from(AppError::NotFound("no card abc".into()));
+        assert_eq!(said.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ApiError::from(AppError::Invalid("bad".into())).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let limited = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            retry_after: 42,
+        }
+        .into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "42");
+    }
 }

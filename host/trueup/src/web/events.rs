@@ -33,21 +33,19 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.app.events();
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(event) => {
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    let sse = Event::default().event(event_name(&event)).data(data);
-                    return Some((Ok(sse), receiver));
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    let sse = Event::default()
-                        .event("lagged")
-                        .data(format!("{{\"missed\":{missed}}}"));
-                    return Some((Ok(sse), receiver));
-                }
-                Err(RecvError::Closed) => return None,
+        match receiver.recv().await {
+            Ok(event) => {
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                let sse = Event::default().event(event_name(&event)).data(data);
+                Some((Ok(sse), receiver))
             }
+            Err(RecvError::Lagged(missed)) => {
+                let sse = Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{missed}}}"));
+                Some((Ok(sse), receiver))
+            }
+            Err(RecvError::Closed) => None,
         }
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
