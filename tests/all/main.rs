@@ -27,3 +27,4 @@ mod plugin_versioning;
 mod pull;
 mod web_api;
 mod web_auth;
+mod write_back_crash;

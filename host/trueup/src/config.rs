@@ -34,6 +34,9 @@
 //! name = "month-end"                     # unique
 //! kind = "sync.full"                     # sync.full | sync.quick | sync.source | reconcile
 //! spec = "monthly on day 28 at 18:00"    # in [billing] time_zone (see schedule.rs)
+//!
+//! [write_back]
+//! lease_secs = 180                       # a crashed worker's write-back is taken over after this
 //! ```
 //!
 //! Unknown fields are refused; errors name the file, line and field.
@@ -84,6 +87,9 @@ pub struct Config {
     /// Scheduled jobs (syncs, reconciles), in the MSP's time zone.
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
+    /// The write-back worker.
+    #[serde(default)]
+    pub write_back: WriteBackConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -123,6 +129,36 @@ impl Default for ServerConfig {
             bind: default_bind(),
             secure_cookies: false,
         }
+    }
+}
+
+/// `[write_back]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackConfig {
+    /// How long a worker holds a claimed write-back before another worker
+    /// may take it over (a crashed worker's entry waits this long). Longer
+    /// than a write's connector deadline with its retries; default 180 s.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    crate::app::writeback::WRITE_BACK_LEASE.as_secs()
+}
+
+impl Default for WriteBackConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: default_lease_secs(),
+        }
+    }
+}
+
+impl WriteBackConfig {
+    /// The lease (at least one second).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs.max(1))
     }
 }
 

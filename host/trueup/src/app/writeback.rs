@@ -19,7 +19,8 @@ use trueup_store::outbox::{ApplyResult, OutboxEntry};
 use super::{App, AppError, AppEvent};
 
 /// How long a claimed entry stays with its worker before another may take
-/// it over. Longer than a write's connector deadline with retries.
+/// it over, by default (`[write_back] lease_secs`). Longer than a write's
+/// connector deadline with retries.
 pub const WRITE_BACK_LEASE: Duration = Duration::from_secs(180);
 
 /// Attempts before a write-back that keeps failing transiently is given up
@@ -97,7 +98,7 @@ impl App {
         let worker = self.worker_id().to_owned();
         let Some(entry) = self
             .store()
-            .claim_next_write_back(&worker, WRITE_BACK_LEASE, self.now())
+            .claim_next_write_back(&worker, self.config().write_back.lease(), self.now())
             .await?
         else {
             return Ok(None);

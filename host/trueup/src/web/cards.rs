@@ -6,7 +6,9 @@
 //! [`CARDS_CACHE_TTL`] and dropped as soon as this process changes or
 //! hears of a change to cards (a decision, tag, note, reconcile or
 //! write-back): a change made by another process sharing the database
-//! shows within the TTL.
+//! shows within the TTL. One request at a time computes a missing answer;
+//! concurrent requests for the same query wait for it and are served it
+//! (rather than all running the same queries when an answer expires).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,8 @@ struct Cached {
 #[derive(Default)]
 pub(crate) struct CardsCache {
     answers: Mutex<HashMap<String, Cached>>,
+    /// Per query: held while its answer is computed.
+    computing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     usage: Mutex<Option<(ReconcileRunId, Arc<Vec<UsageObservation>>)>>,
 }
 
@@ -103,6 +107,21 @@ impl CardsCache {
             },
         );
     }
+
+    /// The lock whose holder computes `key`'s answer.
+    fn computing(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut computing = lock(&self.computing);
+        if let Some(turn) = computing.get(key) {
+            return Arc::clone(turn);
+        }
+        if computing.len() >= CARDS_CACHE_ENTRIES {
+            // A lock dropped here only lets two requests compute at once.
+            computing.clear();
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        computing.insert(key.to_owned(), Arc::clone(&turn));
+        turn
+    }
 }
 
 /// Serves `key` from the cache, or computes, caches and serves it.
@@ -111,8 +130,16 @@ where
     T: Serialize,
     F: std::future::Future<Output = ApiResult<T>>,
 {
+    let cache = &state.shared.cards;
+    if let Some(body) = cache.get(&key, state.generation()) {
+        return Ok(json_response(body));
+    }
+    // One computation per query at a time; who waited for it is served
+    // its answer.
+    let turn = cache.computing(&key);
+    let _turn = turn.lock().await;
     let generation = state.generation();
-    if let Some(body) = state.shared.cards.get(&key, generation) {
+    if let Some(body) = cache.get(&key, generation) {
         return Ok(json_response(body));
     }
     let value = compute.await?;
