@@ -19,7 +19,7 @@ use trueup_store::audit::AuditFilter;
 use trueup_store::jobs::{JobStatus, NewJob, Schedule};
 use trueup_store::testing::TestStore;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, trueup_binary};
 use crate::web_auth::{Client, NO_WORKERS, add_token, serve};
 
 async fn app_at(
@@ -211,24 +211,6 @@ async fn sync_now_and_schedules_through_the_api() {
     let put = put.json();
     assert_eq!(put["spec"], "daily at 02:30");
     assert_eq!(put["next_run_at"], "2026-11-26T02:30:00Z");
-}
-
-fn trueup_binary() -> PathBuf {
-    // Build the binary the processes run (cargo test builds only the
-    // library of the trueup package for this test binary).
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "trueup", "--bin", "trueup"])
-        .current_dir(repo_root())
-        .status()
-        .expect("cargo build runs");
-    assert!(status.success(), "cargo build -p trueup failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    let binary = target.join("debug").join("trueup");
-    assert!(binary.is_file(), "{} was not built", binary.display());
-    binary
 }
 
 struct Process(Child);

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -114,4 +116,60 @@ pub fn hostile(engine: &PluginEngine, behaviour: &str, base_url: &str) -> Arc<Lo
         &hostile_settings(behaviour, base_url),
     )
     .expect("load the hostile guest")
+}
+
+/// The `trueup` binary of the current sources, built once per test run
+/// (`cargo test` builds only the library of the trueup package for this
+/// test binary; tests that run `trueup` processes need the executable).
+pub fn trueup_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.current_dir(repo_root()).args([
+                "build",
+                "-p",
+                "trueup",
+                "--bin",
+                "trueup",
+                "--message-format=json-render-diagnostics",
+            ]);
+            // Not the variables Cargo set for this test crate: build scripts
+            // that watch them (ring's does) would rebuild on every run.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|p| name.starts_with(p))
+                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&&*name)
+                {
+                    command.env_remove(&*name);
+                }
+            }
+            if !cfg!(debug_assertions) {
+                command.arg("--release");
+            }
+            let output = command
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run cargo build -p trueup");
+            assert!(
+                output.status.success(),
+                "cargo build -p trueup failed: {}",
+                output.status
+            );
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "trueup")
+                .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+                .expect("cargo reported the trueup executable")
+        })
+        .clone()
 }

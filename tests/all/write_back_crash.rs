@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -35,7 +35,7 @@ use trueup_plugin_host::QuantityChange;
 use trueup_store::cards::WriteBackStatus;
 use trueup_store::outbox::{OutboxEntry, OutboxStatus};
 
-use crate::support::repo_root;
+use crate::support::{repo_root, trueup_binary};
 
 /// Approved changes in the batch.
 const BATCH: usize = 30;
@@ -54,60 +54,6 @@ const LEASE_SECS: u64 = 5;
 
 /// How long any one wait may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(240);
-
-/// The `trueup` binary of the current sources, built once per test run.
-fn trueup_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut command = Command::new(cargo);
-            command.current_dir(repo_root()).args([
-                "build",
-                "-p",
-                "trueup",
-                "--bin",
-                "trueup",
-                "--message-format=json-render-diagnostics",
-            ]);
-            // Not the variables Cargo set for this test crate: build scripts
-            // that watch them (ring's does) would rebuild on every run.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_CRATE_",
-                    "CARGO_BIN_",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p))
-                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&&*name)
-                {
-                    command.env_remove(&*name);
-                }
-            }
-            if !cfg!(debug_assertions) {
-                command.arg("--release");
-            }
-            let output = command
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run cargo build -p trueup");
-            assert!(
-                output.status.success(),
-                "cargo build -p trueup failed: {}",
-                output.status
-            );
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "trueup")
-                .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-                .expect("cargo reported the trueup executable")
-        })
-        .clone()
-}
 
 /// A `trueup serve` process, killed (SIGKILL) and reaped when dropped.
 struct Trueup {
