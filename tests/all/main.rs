@@ -17,6 +17,8 @@ mod connector_huntress;
 mod connector_microsoft365;
 mod connector_ninjaone;
 mod connector_pax8;
+mod ingest_csv;
+mod ingest_push;
 mod jobs;
 mod manifest;
 mod month_end;

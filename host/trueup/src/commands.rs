@@ -1,6 +1,7 @@
 //! One module per `trueup` subcommand.
 
 pub mod demo;
+pub mod import;
 pub mod plugin;
 pub mod reconcile;
 pub mod rules;

@@ -35,6 +35,8 @@ enum Command {
     User(commands::user::UserArgs),
     /// Manage API tokens.
     Token(commands::token::TokenArgs),
+    /// Import usage from CSV files; manage CSV profiles and push API keys.
+    Import(commands::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,5 +64,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => commands::demo::run(args),
         Command::User(args) => commands::user::run(config, args),
         Command::Token(args) => commands::token::run(config, args),
+        Command::Import(args) => commands::import::run(config, args),
     }
 }

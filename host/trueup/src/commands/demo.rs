@@ -183,7 +183,7 @@ async fn demo_main(args: DemoArgs, plugins: PathBuf, rules: PathBuf) -> anyhow::
         "(Ctrl-C stops the demo; the data stays in {})",
         data_dir.display()
     );
-    web::serve(app, listener, Workers::ALL, web::shutdown_signal()).await?;
+    trueup::ingest::serve(app, listener, Workers::ALL, web::shutdown_signal()).await?;
     drop(emulators);
     Ok(())
 }

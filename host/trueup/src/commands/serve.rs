@@ -63,7 +63,7 @@ pub fn run(config: Arc<Config>, args: ServeArgs) -> anyhow::Result<()> {
         } else {
             Workers::ALL
         };
-        web::serve(app, listener, workers, web::shutdown_signal())
+        trueup::ingest::serve(app, listener, workers, web::shutdown_signal())
             .await
             .context("serving")
     })

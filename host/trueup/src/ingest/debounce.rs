@@ -341,14 +341,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn pushes_without_pause_still_run_at_the_longest_delay() {
-        let (debouncer, count) = counting(SETTINGS);
-        // A mark every second for 150 s: never 5 s quiet.
+        // The longest delay falls between marks (made on whole seconds),
+        // so no check races a run started at the same instant.
+        let max_delay = Duration::from_millis(60_500);
+        let (debouncer, count) = counting(DebounceSettings {
+            max_delay,
+            ..SETTINGS
+        });
+        // A mark every second for 150 s: never 5 s quiet. The first burst
+        // runs at 60.5 s; the next starts with the mark at 61 s and runs
+        // at 121.5 s.
+        let runs_at = [60_500u64, 121_500];
         for second in 0..150u64 {
             debouncer.mark_dirty();
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let expected = (second + 1) / 60;
+            let now_ms = (second + 1) * 1_000;
+            let expected = runs_at.iter().filter(|&&at| at <= now_ms).count();
             assert_eq!(
-                count.load(Ordering::SeqCst) as u64,
+                count.load(Ordering::SeqCst),
                 expected,
                 "after {} s",
                 second + 1

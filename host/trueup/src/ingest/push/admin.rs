@@ -51,13 +51,13 @@ impl std::fmt::Debug for CreatedPushIntegration {
     }
 }
 
-fn check_limits(requests_per_minute: u32, burst: u32) -> Result<(), AppError> {
+fn limits_problem(requests_per_minute: u32, burst: u32) -> Option<String> {
     if requests_per_minute == 0 || burst == 0 {
-        return Err(AppError::Invalid(format!(
+        return Some(format!(
             "rate limits must allow at least one request (requests per minute {requests_per_minute}, burst {burst})"
-        )));
+        ));
     }
-    Ok(())
+    None
 }
 
 /// Creates a push integration for `new.vendor` and returns its key (once).
@@ -80,7 +80,9 @@ pub async fn create_push_integration(
         .requests_per_minute
         .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
     let burst = new.burst.unwrap_or(DEFAULT_BURST);
-    check_limits(requests_per_minute, burst)?;
+    if let Some(problem) = limits_problem(requests_per_minute, burst) {
+        return Err(AppError::Invalid(problem));
+    }
     let vendor = ensure_vendor(
         app,
         &new.vendor,
@@ -168,7 +170,9 @@ pub async fn set_push_rate_limits(
     burst: u32,
     actor: &str,
 ) -> Result<PushIntegration, AppError> {
-    check_limits(requests_per_minute, burst)?;
+    if let Some(problem) = limits_problem(requests_per_minute, burst) {
+        return Err(AppError::Invalid(problem));
+    }
     find(app, id).await?;
     app.store()
         .set_push_rate_limits(id, requests_per_minute, burst)
