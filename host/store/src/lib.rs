@@ -230,10 +230,27 @@ impl Store {
         if let Db::Sqlite(pool, checkpointer) = &self.db
             && checkpointer.enabled()
         {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(pool)
-                .await
-                .map_err(|e| StoreError::from_sqlx("checkpoint", "(write-ahead log)", e))?;
+            // A checkpoint already running (the background one after a
+            // write) makes this one return at once with `busy` set, having
+            // done nothing: wait for it and try again.
+            let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+            loop {
+                let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(|e| StoreError::from_sqlx("checkpoint", "(write-ahead log)", e))?;
+                if busy == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Database {
+                        operation: "checkpoint",
+                        table: "(write-ahead log)",
+                        problem: "another connection kept the log busy".to_owned(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         Ok(())
     }
