@@ -641,8 +641,10 @@
             h(
               "div",
               { class: "actions" },
-              h("button", { type: "button", id: "action-approve", class: "primary", "data-testid": "approve", text: "Approve", onclick: () => decide({ action: "approve" }, "Approved") }),
-              h("button", { type: "button", id: "action-dismiss", text: "Dismiss this cycle", onclick: () => decide({ action: "dismiss" }, "Dismissed") }),
+              // A decided card is reopened before it is decided again (the
+              // server refuses a second decision), so only open cards offer these.
+              d.status === "open" ? h("button", { type: "button", id: "action-approve", class: "primary", "data-testid": "approve", text: "Approve", onclick: () => decide({ action: "approve" }, "Approved") }) : null,
+              d.status === "open" ? h("button", { type: "button", id: "action-dismiss", text: "Dismiss this cycle", onclick: () => decide({ action: "dismiss" }, "Dismissed") }) : null,
               d.status !== "open" ? h("button", { type: "button", id: "action-reopen", text: "Reopen", onclick: () => act("/api/v1/cards/reopen", { cards: [key] }, "Reopened") }) : null
             ),
             h(
