@@ -17,11 +17,10 @@ use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings, connectwise as cw};
 use trueup_plugin_host::limits::LimitSettings;
 use trueup_plugin_host::{
-    CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, PluginSettings, QuantityChange,
+    CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, QuantityChange,
 };
 
-use crate::connector_harness::{Emulator, as_of};
-use crate::support::{engine, plugin_dir};
+use crate::connector_harness::{Emulator, all_contracts, as_of, connect_psa};
 
 const ID: &str = "trueup.connectwise";
 const SEED: u64 = 7;
@@ -35,30 +34,7 @@ fn pinned() -> Settings {
 }
 
 fn connect(emulator: &Emulator, config: &[(&str, &str)], limits: LimitSettings) -> Connection {
-    let base = PluginSettings {
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        limits,
-        ..PluginSettings::default()
-    };
-    conformance::connect(
-        &engine(),
-        &plugin_dir(ID),
-        &base,
-        Against::ConnectWise,
-        emulator.base(),
-        as_of(),
-    )
-    .expect("load the ConnectWise connector")
-}
-
-fn all_contracts() -> ContractFilter {
-    ContractFilter {
-        types: Vec::new(),
-        active_only: false,
-    }
+    connect_psa(ID, Against::ConnectWise, emulator, config, limits)
 }
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {

@@ -1,5 +1,5 @@
-//! Shared by the vendor connector tests (`connector_*`): start an emulator
-//! in-process, load a built connector against it, page through a session,
+//! Shared by the connector tests (`connector_*`): start an emulator
+//! in-process, load a built connector (vendor or PSA) against it, page through a session,
 //! read the emulator's inspection routes and inject faults.
 
 use std::collections::BTreeMap;
@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use serde_json::Value;
+use trueup::conformance::{self, Against, Connection};
 use trueup_core::model::{UsageObservation, VendorAccount, VendorId};
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::world::World;
 use trueup_emulators::{Kind, Running, Settings, start};
+use trueup_plugin_host::limits::LimitSettings;
 use trueup_plugin_host::{
-    CallError, CallErrorKind, ConnectorFailure, Grants, LoadedPlugin, PluginSecrets,
-    PluginSettings, ProgressReport, SecretValue, SessionOptions, VendorSession,
+    CallError, CallErrorKind, ConnectorFailure, ContractFilter, Grants, LoadedPlugin,
+    PluginSecrets, PluginSettings, ProgressReport, SecretValue, SessionOptions, VendorSession,
 };
 
 use crate::support::{engine, plugin_dir};
@@ -235,5 +237,41 @@ pub fn on_path(path: &str, plan: FaultPlan) -> FaultPlan {
     FaultPlan {
         path_contains: Some(path.to_owned()),
         ..plan
+    }
+}
+
+/// Loads the built PSA connector `id` the way the conformance kit does,
+/// granted `emulator` as `against`, with `config` and `limits`.
+pub fn connect_psa(
+    id: &str,
+    against: Against,
+    emulator: &Emulator,
+    config: &[(&str, &str)],
+    limits: LimitSettings,
+) -> Connection {
+    let base = PluginSettings {
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        limits,
+        ..PluginSettings::default()
+    };
+    conformance::connect(
+        &engine(),
+        &plugin_dir(id),
+        &base,
+        against,
+        emulator.base(),
+        as_of(),
+    )
+    .unwrap_or_else(|e| panic!("load the {id} connector: {e}"))
+}
+
+/// Every contract, whatever its type or status.
+pub fn all_contracts() -> ContractFilter {
+    ContractFilter {
+        types: Vec::new(),
+        active_only: false,
     }
 }

@@ -719,7 +719,7 @@ impl Store {
         let mut outcomes = Vec::with_capacity(usage.len());
         let mut changed = Vec::new();
         for u in usage {
-            let outcome = set_pushed(&mut tx, OP, push_integration, u, at).await?;
+            let outcome = set_pushed(&mut tx, OP, Some(push_integration), u, at).await?;
             if outcome == PushOutcome::Set {
                 changed.push(u.clone());
             }
@@ -899,11 +899,13 @@ impl Store {
     }
 }
 
-/// Sets one pushed unit count inside `tx`; whether it changed anything.
-async fn set_pushed(
+/// Sets one pushed unit count inside `tx` (the latest push for the UTC
+/// day of `usage.observed_at` wins); whether it changed anything. The
+/// caller appends changes to the usage ledger in the same transaction.
+pub(crate) async fn set_pushed(
     tx: &mut Tx,
     operation: &'static str,
-    push_integration: PushIntegrationId,
+    push_integration: Option<PushIntegrationId>,
     usage: &UsageObservation,
     at: DateTime<Utc>,
 ) -> Result<PushOutcome> {

@@ -1041,64 +1041,10 @@ impl Store {
     ) -> Result<PushOutcome> {
         const OP: &str = "record pushed usage";
         let mut tx = self.db.begin(OP).await?;
-        let day = usage.observed_at.date_naive();
-        let attributes = json_text(OP, &usage.attributes)?;
-        let current = tx
-            .fetch_optional(
-                sql(
-                    OP,
-                    "pushed_usage",
-                    "SELECT sku_name, quantity, unit, unit_cost, billing_term, commitment_end, attributes \
-                     FROM pushed_usage WHERE vendor_id = $1 AND account_id = $2 AND sku_id = $3 AND observed_on = $4",
-                )
-                .bind(usage.vendor.as_str())
-                .bind(usage.account.as_str())
-                .bind(usage.sku_id.as_str())
-                .bind(day),
-            )
-            .await?;
-        if let Some(row) = &current {
-            let same = row.text("sku_name")? == *usage.sku_name
-                && row.decimal("quantity")? == usage.quantity
-                && row.text("unit")? == *usage.unit
-                && row.opt_decimal("unit_cost")? == usage.unit_cost
-                && row.opt_text("billing_term")?.as_deref() == usage.billing_term.as_deref()
-                && row.opt_date("commitment_end")? == usage.commitment_end
-                && row.text("attributes")? == attributes;
-            if same {
-                return Ok(PushOutcome::Unchanged);
-            }
+        let outcome = crate::imports::set_pushed(&mut tx, OP, push_integration, usage, at).await?;
+        if outcome == PushOutcome::Unchanged {
+            return Ok(outcome);
         }
-        tx.execute(
-            sql(
-                OP,
-                "pushed_usage",
-                "INSERT INTO pushed_usage (vendor_id, account_id, sku_id, observed_on, sku_name, quantity, unit, \
-                 unit_cost, billing_term, commitment_end, attributes, observed_at, push_integration_id, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (vendor_id, account_id, sku_id, observed_on) DO UPDATE SET \
-                 sku_name = excluded.sku_name, quantity = excluded.quantity, unit = excluded.unit, \
-                 unit_cost = excluded.unit_cost, billing_term = excluded.billing_term, \
-                 commitment_end = excluded.commitment_end, attributes = excluded.attributes, \
-                 observed_at = excluded.observed_at, push_integration_id = excluded.push_integration_id, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(usage.vendor.as_str())
-            .bind(usage.account.as_str())
-            .bind(usage.sku_id.as_str())
-            .bind(day)
-            .bind(&*usage.sku_name)
-            .bind(usage.quantity)
-            .bind(&*usage.unit)
-            .bind(usage.unit_cost)
-            .bind(usage.billing_term.as_deref())
-            .bind(usage.commitment_end)
-            .bind(attributes)
-            .bind(usage.observed_at)
-            .bind(push_integration)
-            .bind(at),
-        )
-        .await?;
         let batch = new_batch(
             &mut tx,
             OP,
