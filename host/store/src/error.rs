@@ -195,6 +195,37 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The error of a bulk insert made through SQLite's C API, classified
+    /// like [`StoreError::from_sqlx`] classifies sqlx's.
+    pub(crate) fn from_sqlite(
+        operation: &'static str,
+        table: &'static str,
+        failure: &crate::sqlite_bulk::SqliteFailure,
+    ) -> Self {
+        if failure.is_unique_violation() {
+            Self::Duplicate {
+                operation,
+                table,
+                what: "a row with the same unique key",
+                value: failure.message.clone(),
+            }
+        } else if failure.is_foreign_key_violation() {
+            Self::MissingReference {
+                operation,
+                table,
+                problem: format!("a referenced row does not exist ({})", failure.message),
+            }
+        } else {
+            Self::Database {
+                operation,
+                table,
+                problem: failure.to_string(),
+            }
+        }
+    }
+}
+
 /// `url` with the password (if any) replaced by `***`, for messages.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

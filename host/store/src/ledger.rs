@@ -247,8 +247,8 @@ impl Store {
                     "cards",
                     format!(
                         "SELECT c.run_id, r.as_of, c.key, c.line_id, c.product_id, c.category, c.vendor_quantity, \
-                         c.target_quantity FROM cards c JOIN reconcile_runs r ON r.id = c.run_id \
-                         WHERE {company_sql}c.{column} = $1 AND r.as_of >= $2 AND r.as_of <= $3 ORDER BY r.as_of, c.run_id"
+                         c.target_quantity FROM reconcile_runs r CROSS JOIN cards c \
+                         WHERE c.run_id = r.id AND {company_sql}c.{column} = $1 AND r.as_of >= $2 AND r.as_of <= $3 ORDER BY r.as_of, c.run_id"
                     ),
                 )
                 .bind(id)

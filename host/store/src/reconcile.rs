@@ -4,28 +4,35 @@
 //!
 //! A card is stored as list columns (category, ids, quantities, money,
 //! effective date, the numbers fingerprint) plus a `detail` JSON holding
-//! the rest of the [`ServiceCard`]. The service policies, mappings and
-//! change constraints that many cards share are stored once per run (the
-//! run's `shared` JSON) and referred to by index, which makes a card's row
-//! about a third of its plain JSON. [`Store::card`] reassembles the exact
-//! card that was written.
+//! the rest of the [`ServiceCard`]. The service policies, mappings, change
+//! constraints, vendor lists and billing periods that many cards share are
+//! stored once per run (the run's `shared` JSON) and referred to by index,
+//! and money the reconcile computed from unit price, unit cost and the
+//! card's quantities keeps only those (the amounts are computed again on
+//! read), which makes a card's row about a quarter of its plain JSON.
+//! [`Store::card`] reassembles the exact card that was written.
+//!
+//! Writing a run's ~200,000 cards is on the month-end path:
+//! `cargo bench -p trueup-store --bench store_write` measures it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use trueup_core::card::{
-    Amounts, CardCategory, CardKey, CardMoney, CardTotals, ChangeDetail, MappingRefs, RowRefs,
-    ServiceCard, UsageSource as CardSource, VendorQuantity,
+    Amounts, CardCategory, CardKey, CardMoney, CardTotals, ChangeDetail, ContractProposal,
+    MappingRefs, RowRefs, ServiceCard, UsageSource as CardSource, VendorQuantity,
 };
 use trueup_core::cycles::Period;
-use trueup_core::effective::ChangeConstraints;
+use trueup_core::effective::{ChangeConstraints, EffectiveDate};
 use trueup_core::eligibility::Exclusion;
+use trueup_core::fasthash::{FxBuildHasher, FxHashMap};
 use trueup_core::mapping::{MappingFailure, MeasuredDays, ServicePolicy, UsageMapping};
 use trueup_core::matching::Suggestion;
 use trueup_core::model::{CompanyId, VendorId};
+use trueup_core::proration::ProrationPreview;
 use trueup_core::reconcile::{ReconcileOutput, ReconcileStats};
 
 use crate::Store;
@@ -205,6 +212,47 @@ struct Shared {
     mappings: Vec<Arc<UsageMapping>>,
     constraints: Vec<ChangeConstraints>,
     vendors: Vec<Arc<[VendorId]>>,
+    /// Billing periods (a run's cards share a handful). Runs recorded
+    /// before periods were shared hold them in each card's detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    periods: Vec<Period>,
+    /// Proposed effective dates (the cards of one period and policy share
+    /// one, reason included), at most [`MAX_SHARED_EFFECTIVE_DATES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    effective_dates: Vec<EffectiveDate>,
+}
+
+/// The most distinct effective dates a run shares; cards whose date is not
+/// among them hold it in their detail. A run has a few (one per billing
+/// period end and policy), so the list stays short enough to search.
+const MAX_SHARED_EFFECTIVE_DATES: usize = 64;
+
+/// A card's [`ChangeDetail`] as stored: the effective date either inline
+/// (runs recorded before dates were shared, or not among the shared ones)
+/// or as an index into the run's shared dates.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredChange {
+    #[serde(default)]
+    effective: Option<EffectiveDate>,
+    #[serde(default)]
+    effective_at: Option<u32>,
+    #[serde(default)]
+    proration: Option<ProrationPreview>,
+    #[serde(default)]
+    contract_proposal: Option<ContractProposal>,
+}
+
+/// [`StoredChange`] borrowed from a card, for writing.
+#[derive(Serialize)]
+struct StoredChangeRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective: Option<&'a EffectiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_at: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proration: &'a Option<ProrationPreview>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract_proposal: &'a Option<ContractProposal>,
 }
 
 /// The parts of a card not held in columns.
@@ -212,14 +260,18 @@ struct Shared {
 struct Detail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<Box<CardSource>>,
+    /// The period itself, in runs recorded before periods were shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     period: Option<Period>,
+    /// The period, as an index into the run's shared periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    period_at: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     measured: Option<MeasuredDays>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     vendor_unit_cost: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    change: Option<Box<ChangeDetail>>,
+    change: Option<Box<StoredChange>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     constraints: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,13 +297,13 @@ struct DetailRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     source: &'a Option<Box<CardSource>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    period: &'a Option<Period>,
+    period_at: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     measured: Option<MeasuredDays>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vendor_unit_cost: &'a Option<Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    change: &'a Option<Box<ChangeDetail>>,
+    change: Option<StoredChangeRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     constraints: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,10 +328,11 @@ struct DetailRef<'a> {
 #[derive(Default)]
 struct SharedBuilder {
     shared: Shared,
-    policy_at: HashMap<usize, u32>,
-    mapping_at: HashMap<usize, u32>,
-    constraints_at: HashMap<ChangeConstraints, u32>,
-    vendors_at: HashMap<usize, u32>,
+    policy_at: FxHashMap<usize, u32>,
+    mapping_at: FxHashMap<usize, u32>,
+    constraints_at: FxHashMap<ChangeConstraints, u32>,
+    vendors_at: FxHashMap<usize, u32>,
+    periods_at: FxHashMap<Period, u32>,
 }
 
 fn ptr<T: ?Sized>(arc: &Arc<T>) -> usize {
@@ -307,6 +360,28 @@ impl SharedBuilder {
         let next = self.shared.constraints.len() as u32;
         *self.constraints_at.entry(constraints).or_insert_with(|| {
             self.shared.constraints.push(constraints);
+            next
+        })
+    }
+
+    /// The index of `effective` among the shared dates, `None` when there
+    /// are already [`MAX_SHARED_EFFECTIVE_DATES`] others.
+    fn effective_date(&mut self, effective: &EffectiveDate) -> Option<u32> {
+        let dates = &mut self.shared.effective_dates;
+        if let Some(i) = dates.iter().position(|d| d == effective) {
+            return Some(i as u32);
+        }
+        if dates.len() >= MAX_SHARED_EFFECTIVE_DATES {
+            return None;
+        }
+        dates.push(effective.clone());
+        Some(dates.len() as u32 - 1)
+    }
+
+    fn period(&mut self, period: Period) -> u32 {
+        let next = self.shared.periods.len() as u32;
+        *self.periods_at.entry(period).or_insert_with(|| {
+            self.shared.periods.push(period);
             next
         })
     }
@@ -381,15 +456,55 @@ fn card_key(r: &Row, col: &str) -> Result<CardKey> {
     })
 }
 
+/// The quantities the reconcile computes a card's money at
+/// ([`CardMoney::new`]): from the PSA quantity (none, for a service not
+/// billed yet: zero) to the proposed one (none: unchanged).
+fn money_quantities(psa: Option<Decimal>, target: Option<Decimal>) -> (Decimal, Decimal) {
+    let before = psa.unwrap_or(Decimal::ZERO);
+    (before, target.unwrap_or(before))
+}
+
+/// Equal in value, scale and sign: the same canonical text.
+fn same_decimal(a: Decimal, b: Decimal) -> bool {
+    a == b && a.scale() == b.scale() && a.is_sign_negative() == b.is_sign_negative()
+}
+
+/// Whether `money` is exactly what [`CardMoney::new`] computes from the
+/// card's unit price and cost at [`money_quantities`]. Such cards store only
+/// the unit price, unit cost and delta; their before and after amounts are
+/// computed again when read (six columns fewer to write for nearly every
+/// card). Any other money is stored whole, so a card always reads back
+/// exactly as written.
+fn money_is_derived(money: &CardMoney, psa: Option<Decimal>, target: Option<Decimal>) -> bool {
+    let (from, to) = money_quantities(psa, target);
+    let derived = CardMoney::new(money.unit_price, money.unit_cost, from, to);
+    let same_amounts = |a: &Amounts, b: &Amounts| {
+        same_decimal(a.price, b.price)
+            && same_decimal(a.cost, b.cost)
+            && same_decimal(a.margin, b.margin)
+    };
+    same_amounts(&derived.before, &money.before)
+        && same_amounts(&derived.after, &money.after)
+        && same_decimal(derived.delta, money.delta)
+}
+
 fn money_from_row(r: &Row) -> Result<Option<CardMoney>> {
     let Some(unit_price) = r.opt_decimal("unit_price")? else {
         return Ok(None);
     };
+    let unit_cost = r.decimal("unit_cost")?;
+    let Some(price_before) = r.opt_decimal("price_before")? else {
+        let (from, to) = money_quantities(
+            r.opt_decimal("psa_quantity")?,
+            r.opt_decimal("target_quantity")?,
+        );
+        return Ok(Some(CardMoney::new(unit_price, unit_cost, from, to)));
+    };
     Ok(Some(CardMoney {
         unit_price,
-        unit_cost: r.decimal("unit_cost")?,
+        unit_cost,
         before: Amounts {
-            price: r.decimal("price_before")?,
+            price: price_before,
             cost: r.decimal("cost_before")?,
             margin: r.decimal("margin_before")?,
         },
@@ -484,7 +599,8 @@ impl Store {
     pub async fn record_reconcile_run(&self, run: NewReconcileRun<'_>) -> Result<ReconcileRunId> {
         const OP: &str = "record reconcile run";
         let output = run.output;
-        let mut seen = std::collections::HashSet::with_capacity(output.cards.len());
+        let mut seen =
+            HashSet::with_capacity_and_hasher(output.cards.len(), FxBuildHasher::default());
         if let Some(card) = output.cards.iter().find(|c| !seen.insert(c.key)) {
             return Err(StoreError::invalid(
                 OP,
@@ -500,10 +616,21 @@ impl Store {
         for card in &output.cards {
             let detail = DetailRef {
                 source: &card.source,
-                period: &card.period,
+                period_at: card.period.map(|p| shared.period(p)),
                 measured: card.vendor_quantity.map(|v| v.measured),
                 vendor_unit_cost: &card.vendor_unit_cost,
-                change: &card.change,
+                change: card.change.as_deref().map(|change| {
+                    let effective_at = change
+                        .effective
+                        .as_ref()
+                        .and_then(|e| shared.effective_date(e));
+                    StoredChangeRef {
+                        effective: change.effective.as_ref().filter(|_| effective_at.is_none()),
+                        effective_at,
+                        proration: &change.proration,
+                        contract_proposal: &change.contract_proposal,
+                    }
+                }),
                 constraints: card.constraints.map(|c| shared.constraints(c)),
                 policy: card.policy.as_ref().map(|p| shared.policy(p)),
                 vendors: shared.vendors(&card.vendors),
@@ -573,12 +700,14 @@ impl Store {
             w.opt_decimal(card.variance);
             w.opt_decimal(money.map(|m| m.unit_price));
             w.opt_decimal(money.map(|m| m.unit_cost));
-            w.opt_decimal(money.map(|m| m.before.price));
-            w.opt_decimal(money.map(|m| m.before.cost));
-            w.opt_decimal(money.map(|m| m.before.margin));
-            w.opt_decimal(money.map(|m| m.after.price));
-            w.opt_decimal(money.map(|m| m.after.cost));
-            w.opt_decimal(money.map(|m| m.after.margin));
+            let amounts =
+                money.filter(|m| !money_is_derived(m, card.psa_quantity, card.target_quantity));
+            w.opt_decimal(amounts.map(|m| m.before.price));
+            w.opt_decimal(amounts.map(|m| m.before.cost));
+            w.opt_decimal(amounts.map(|m| m.before.margin));
+            w.opt_decimal(amounts.map(|m| m.after.price));
+            w.opt_decimal(amounts.map(|m| m.after.cost));
+            w.opt_decimal(amounts.map(|m| m.after.margin));
             w.opt_decimal(money.map(|m| m.delta));
             w.value(card.effective().map(|e| e.date));
             w.text(&card.numbers_fingerprint());
@@ -950,7 +1079,8 @@ impl Store {
     /// The card `key` of `company` (the card's company; `None` for cards
     /// without one) in every run that had it, oldest first: how its
     /// numbers moved. (A card's key and company never change together, so
-    /// the pair finds it through the company index.)
+    /// each run is probed through the (run, company, key) index; `CROSS
+    /// JOIN` keeps SQLite's planner from scanning the cards instead.)
     ///
     /// # Errors
     /// A database error or a corrupt row.
@@ -972,8 +1102,8 @@ impl Store {
                     "cards",
                     format!(
                         "SELECT c.run_id, r.as_of, c.category, c.psa_quantity, c.vendor_quantity, \
-                         c.target_quantity, c.money_delta FROM cards c JOIN reconcile_runs r ON r.id = c.run_id \
-                         WHERE {company_sql} AND c.key = $1 ORDER BY c.run_id"
+                         c.target_quantity, c.money_delta FROM reconcile_runs r CROSS JOIN cards c \
+                         WHERE c.run_id = r.id AND {company_sql} AND c.key = $1 ORDER BY c.run_id"
                     ),
                 )
                 .bind(key.as_str())
@@ -1050,14 +1180,40 @@ fn card_from_row(r: &Row, shared: &Shared, mapper_version: &Arc<str>) -> Result<
         product: r.opt_text("product_id")?.map(Into::into),
         source: detail.source,
         vendors: shared_index(&shared.vendors, detail.vendors, "vendor list")?,
-        period: detail.period,
+        period: match (detail.period, detail.period_at) {
+            (Some(period), _) => Some(period),
+            (None, Some(i)) => Some(shared_index(&shared.periods, i, "period")?),
+            (None, None) => None,
+        },
         psa_quantity: r.opt_decimal("psa_quantity")?,
         vendor_quantity,
         target_quantity: r.opt_decimal("target_quantity")?,
         variance: r.opt_decimal("variance")?,
         money: money_from_row(r)?,
         vendor_unit_cost: detail.vendor_unit_cost,
-        change: detail.change,
+        change: detail
+            .change
+            .map(|stored| -> Result<Box<ChangeDetail>> {
+                let StoredChange {
+                    effective,
+                    effective_at,
+                    proration,
+                    contract_proposal,
+                } = *stored;
+                let effective = match (effective, effective_at) {
+                    (Some(effective), _) => Some(effective),
+                    (None, Some(i)) => {
+                        Some(shared_index(&shared.effective_dates, i, "effective date")?)
+                    }
+                    (None, None) => None,
+                };
+                Ok(Box::new(ChangeDetail {
+                    effective,
+                    proration,
+                    contract_proposal,
+                }))
+            })
+            .transpose()?,
         constraints: detail
             .constraints
             .map(|i| shared_index(&shared.constraints, i, "constraints"))

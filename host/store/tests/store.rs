@@ -1025,6 +1025,43 @@ async fn reconcile_runs_round_trip_every_card_exactly(store: TestStore) {
     );
     assert_eq!(history[1].psa_quantity, some.psa_quantity);
     assert_eq!(store.reconcile_runs(10).await.unwrap().len(), 2);
+    // Money the store cannot compute again from unit price and quantities
+    // (amounts edited, or the same value at another scale) is kept whole:
+    // cards still read back exactly.
+    let mut edited = out.clone();
+    let mut edits = 0;
+    for (i, card) in edited.cards.iter_mut().enumerate() {
+        if let Some(money) = card.money.as_mut() {
+            match i % 3 {
+                0 => money.before.margin += dec!(0.01),
+                1 => money.after.price = money.after.price.round_dp(0) * dec!(1.000),
+                _ => continue,
+            }
+            edits += 1;
+        }
+    }
+    assert!(edits > 10, "{edits} cards edited");
+    let run3 = store
+        .record_reconcile_run(NewReconcileRun {
+            output: &edited,
+            rule_checksum: None,
+            psa_sync: None,
+            started_at: t(22),
+            finished_at: t(23),
+        })
+        .await
+        .unwrap();
+    let cards = store.run_cards(run3).await.unwrap();
+    for (a, b) in cards.iter().zip(&edited.cards) {
+        assert_eq!(a, b, "card {}", b.key);
+        if let (Some(a), Some(b)) = (a.money, b.money) {
+            assert_eq!(
+                (a.after.price.to_string(), a.before.margin.to_string()),
+                (b.after.price.to_string(), b.before.margin.to_string()),
+                "same text"
+            );
+        }
+    }
     // A card key twice in one output is refused and nothing is written.
     let mut twice = out.clone();
     twice.cards.push(twice.cards[0].clone());
@@ -1039,7 +1076,7 @@ async fn reconcile_runs_round_trip_every_card_exactly(store: TestStore) {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("appears twice"), "{error}");
-    assert_eq!(store.reconcile_runs(10).await.unwrap().len(), 2);
+    assert_eq!(store.reconcile_runs(10).await.unwrap().len(), 3);
 }
 
 async fn decisions_set_card_state_in_one_transaction(store: TestStore) {
