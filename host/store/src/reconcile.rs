@@ -1237,3 +1237,52 @@ fn card_from_row(r: &Row, shared: &Shared, mapper_version: &Arc<str>) -> Result<
         notes: detail.notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reconcile card's detail as runs recorded before periods and
+    /// effective dates were shared wrote it: both inline.
+    const INLINE_DETAIL: &str = r#"{"period":{"start":"2025-03-01","end":"2025-03-31"},"measured":{"from":"2025-03-30","to":"2025-03-30","quantity":"5"},"vendor_unit_cost":"25.00","change":{"effective":{"date":"2025-04-01","policy":{"policy":"first_of_next_month"},"reason":"first day of the month after 2025-03-31: 2025-04-01","shifted_from":null,"notes":[]},"proration":{"period":{"start":"2025-04-01","end":"2025-04-30"},"effective_date":"2025-04-01","days_in_period":30,"days_charged":30,"full_period_delta":"300.00","next_invoice_delta":"300.00","prorated":false,"explanation":"4 × 75.00 = 300.00 for the whole period 2025-04-01..=2025-04-30"},"contract_proposal":null},"constraints":0,"policy":0,"vendors":1,"usage_rows":[211,212,213,214,215],"mappings":[0]}"#;
+
+    #[test]
+    fn details_recorded_with_inline_periods_and_dates_still_read() {
+        let detail: Detail = serde_json::from_str(INLINE_DETAIL).expect("an older detail");
+        let period = detail.period.expect("the inline period");
+        assert_eq!(period.start.to_string(), "2025-03-01");
+        assert_eq!(detail.period_at, None);
+        let change = detail.change.expect("the change");
+        let effective = change.effective.expect("the inline effective date");
+        assert_eq!(effective.date.to_string(), "2025-04-01");
+        assert_eq!(change.effective_at, None);
+        assert!(change.proration.is_some());
+        assert!(change.contract_proposal.is_none());
+    }
+
+    #[test]
+    fn shared_effective_dates_stop_at_their_limit() {
+        let mut shared = SharedBuilder::default();
+        let detail: Detail = serde_json::from_str(INLINE_DETAIL).expect("an older detail");
+        let base = detail
+            .change
+            .and_then(|c| c.effective)
+            .expect("an effective date");
+        let dates: Vec<EffectiveDate> = (0..=MAX_SHARED_EFFECTIVE_DATES)
+            .map(|i| EffectiveDate {
+                reason: format!("reason {i}"),
+                ..base.clone()
+            })
+            .collect();
+        for (i, date) in dates.iter().enumerate().take(MAX_SHARED_EFFECTIVE_DATES) {
+            assert_eq!(shared.effective_date(date), Some(i as u32));
+            // The same date again finds the same index.
+            assert_eq!(shared.effective_date(date), Some(i as u32));
+        }
+        assert_eq!(
+            shared.effective_date(&dates[MAX_SHARED_EFFECTIVE_DATES]),
+            None,
+            "one more is kept inline"
+        );
+    }
+}
