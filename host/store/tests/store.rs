@@ -831,6 +831,44 @@ async fn ledger_tables_are_append_only(store: TestStore) {
         .await
         .unwrap();
     assert_eq!(audit[0].entry.actor, "pat");
+    // A card must belong to a recorded run (a foreign key on SQLite, a
+    // per-statement check on PostgreSQL), whatever else the statement holds.
+    let run = store.latest_reconcile_run().await.unwrap().unwrap().id;
+    let card = |run: i64, position: i64| {
+        format!(
+            "({run}, {position}, '{:032x}', 'no_change', '[]', 'f', '{{\"vendors\":0}}')",
+            run * 1_000_000 + position
+        )
+    };
+    let insert =
+        "INSERT INTO cards (run_id, position, key, category, vendors, fingerprint, detail) VALUES ";
+    for values in [
+        card(run.0 + 1000, 0),
+        format!("{}, {}", card(run.0, 100_000), card(run.0 + 1000, 1)),
+    ] {
+        let error = store
+            .execute_raw(&format!("{insert}{values}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::MissingReference { .. }),
+            "{values}: {error}"
+        );
+    }
+    store
+        .execute_raw(&format!("{insert}{}", card(run.0, 100_000)))
+        .await
+        .unwrap();
+    let total = store
+        .cards_page(run, &CardFilter::default(), None, 1)
+        .await
+        .unwrap()
+        .total;
+    assert_eq!(
+        total,
+        out.cards.len() as u64 + 1,
+        "the refused statements left nothing behind"
+    );
 }
 
 async fn reconcile_runs_round_trip_every_card_exactly(store: TestStore) {
