@@ -122,19 +122,21 @@ struct PageKey {
     os_details: bool,
 }
 
-/// Rows of one API page not returned yet.
+/// An API page with rows not returned yet.
 struct Pending {
     key: PageKey,
-    /// How many rows of the page were returned before `rows[0]`.
+    /// How many rows of the page were returned, counting from the
+    /// cursor's page (what the next cursor's `skip` is).
     skip: usize,
-    rows: Vec<DeviceRow>,
-    last_id: Option<u64>,
-    full: bool,
+    page: Loaded,
 }
 
-/// The rows of one API page from `skip` on.
+/// The rows of one API page; those from `start` on are still to be
+/// returned. The rows stay where they are while a page is served over
+/// several calls (no copy of the rest per call).
 struct Loaded {
     rows: Vec<DeviceRow>,
+    start: usize,
     /// The page's last device id (the next `after`).
     last_id: Option<u64>,
     /// Whether the page was full, so another may follow.
@@ -145,11 +147,7 @@ fn take_pending(key: &PageKey, skip: usize) -> Option<Loaded> {
     PENDING.with(|slot| {
         let mut slot = slot.borrow_mut();
         match slot.take() {
-            Some(p) if p.key == *key && p.skip == skip => Some(Loaded {
-                rows: p.rows,
-                last_id: p.last_id,
-                full: p.full,
-            }),
+            Some(p) if p.key == *key && p.skip == skip => Some(p.page),
             _ => None,
         }
     })
@@ -193,8 +191,8 @@ fn fetch_page(settings: &Settings, key: &PageKey, skip: usize) -> Result<Loaded,
             ));
         }
     }
-    rows.drain(..skip.min(rows.len()));
     Ok(Loaded {
+        start: skip.min(rows.len()),
         rows,
         last_id,
         full,
@@ -312,36 +310,23 @@ impl vendor::Guest for NinjaOne {
             page_size: settings.devices_page_size,
             os_details: settings.os_details,
         };
-        let Loaded {
-            mut rows,
-            last_id,
-            full,
-        } = match take_pending(&key, state.skip) {
+        let page = match take_pending(&key, state.skip) {
             Some(loaded) => loaded,
             None => fetch_page(&settings, &key, state.skip)?,
         };
-        let served = rows.len().min(settings.records_per_call as usize);
-        let rest = rows.split_off(served);
+        let served = (page.rows.len() - page.start).min(settings.records_per_call as usize);
+        let end = page.start + served;
         let done = state.done + served as u64;
-        let next_cursor = if !rest.is_empty() {
-            let skip = state.skip + served;
-            PENDING.with(|slot| {
-                *slot.borrow_mut() = Some(Pending {
-                    key,
-                    skip,
-                    rows: rest,
-                    last_id,
-                    full,
-                });
-            });
+        let more_rows = end < page.rows.len();
+        let next_cursor = if more_rows {
             Some(UsageCursor {
                 after: state.after,
-                skip,
+                skip: state.skip + served,
                 done,
             })
         } else {
-            match last_id {
-                Some(after) if full => Some(UsageCursor {
+            match page.last_id {
+                Some(after) if page.full => Some(UsageCursor {
                     after,
                     skip: 0,
                     done,
@@ -350,10 +335,20 @@ impl vendor::Guest for NinjaOne {
             }
         };
         progress::report(done, None, &format!("devices: {done}"));
-        Ok(usage_page(
-            &rows,
+        let usage = usage_page(
+            &page.rows[page.start..end],
             next_cursor.as_ref().map(Cursor::encode).transpose()?,
-        ))
+        );
+        if more_rows {
+            PENDING.with(|slot| {
+                *slot.borrow_mut() = Some(Pending {
+                    key,
+                    skip: state.skip + served,
+                    page: Loaded { start: end, ..page },
+                });
+            });
+        }
+        Ok(usage)
     }
 }
 
