@@ -25,7 +25,7 @@ use trueup_store::testing::TestStore;
 use trueup_store::{Backend, Store};
 
 /// Timed runs per measurement; the median is reported.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

@@ -281,6 +281,9 @@ struct Detail {
     auto_approvable: bool,
     #[serde(default, skip_serializing_if = "<[u32]>::is_empty")]
     usage_rows: RowRefs,
+    /// The usage rows as [`usage_runs`] wrote them, when that is shorter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    usage_runs: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mappings: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -312,7 +315,9 @@ struct DetailRef<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     auto_approvable: bool,
     #[serde(skip_serializing_if = "<[u32]>::is_empty")]
-    usage_rows: &'a RowRefs,
+    usage_rows: &'a [u32],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    usage_runs: Vec<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     mappings: Vec<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -614,6 +619,7 @@ impl Store {
         let mut shared = SharedBuilder::default();
         let mut details = Vec::with_capacity(output.cards.len());
         for card in &output.cards {
+            let usage_runs = usage_runs(&card.usage_rows);
             let detail = DetailRef {
                 source: &card.source,
                 period_at: card.period.map(|p| shared.period(p)),
@@ -635,7 +641,12 @@ impl Store {
                 policy: card.policy.as_ref().map(|p| shared.policy(p)),
                 vendors: shared.vendors(&card.vendors),
                 auto_approvable: card.auto_approvable,
-                usage_rows: &card.usage_rows,
+                usage_rows: if usage_runs.is_empty() {
+                    &card.usage_rows
+                } else {
+                    &[]
+                },
+                usage_runs,
                 mappings: card.mappings.iter().map(|m| shared.mapping(m)).collect(),
                 suggestions: &card.suggestions,
                 error: &card.error,
@@ -1153,6 +1164,71 @@ fn summary_from_row(r: &Row) -> Result<CardSummary> {
     })
 }
 
+/// Most usage rows one card's runs may expand to when read: a bound on what
+/// a corrupt detail can make the store allocate (a run has fewer usage rows
+/// than `u32` indices anyway).
+const MAX_EXPANDED_USAGE_ROWS: usize = 1 << 24;
+
+/// `rows` (ascending indices) as runs of equal steps, flattened to
+/// `[first, step, count, ...]`, when that is shorter than the list itself;
+/// otherwise empty. A card's rows are the days and devices of one account's
+/// SKU, which the usage keeps together, so a long list is a few runs.
+fn usage_runs(rows: &[u32]) -> Vec<u32> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let first = rows[i];
+        // Only rising steps make runs (rows are ascending; anything else is
+        // written as runs of one, which always expand back).
+        let step = match rows.get(i + 1) {
+            Some(&next) if next > first => next - first,
+            _ => 0,
+        };
+        let mut count = 1;
+        while step > 0
+            && rows
+                .get(i + count)
+                .is_some_and(|&next| next.checked_sub(rows[i + count - 1]) == Some(step))
+        {
+            count += 1;
+        }
+        runs.extend([first, step, count as u32]);
+        if runs.len() >= rows.len() {
+            return Vec::new();
+        }
+        i += count;
+    }
+    runs
+}
+
+/// The rows of [`usage_runs`] output.
+fn expand_usage_runs(runs: &[u32]) -> Result<Vec<u32>> {
+    let corrupt = |problem: String| StoreError::Corrupt {
+        table: "cards",
+        column: "detail".to_owned(),
+        expected: "usage row runs: [first, step, count] triples within u32",
+        problem,
+    };
+    if !runs.len().is_multiple_of(3) {
+        return Err(corrupt(format!("{} numbers", runs.len())));
+    }
+    let mut rows = Vec::new();
+    for run in runs.chunks_exact(3) {
+        let (first, step, count) = (run[0], run[1], run[2] as usize);
+        if count == 0 || rows.len() + count > MAX_EXPANDED_USAGE_ROWS {
+            return Err(corrupt(format!("a run of {count} rows")));
+        }
+        for k in 0..count as u32 {
+            let row = step
+                .checked_mul(k)
+                .and_then(|offset| first.checked_add(offset))
+                .ok_or_else(|| corrupt(format!("row {first} + {k} × {step} overflows")))?;
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
 fn shared_index<T: Clone>(items: &[T], index: u32, what: &str) -> Result<T> {
     items
         .get(index as usize)
@@ -1223,7 +1299,11 @@ fn card_from_row(r: &Row, shared: &Shared, mapper_version: &Arc<str>) -> Result<
             .map(|i| shared_index(&shared.policies, i, "policy"))
             .transpose()?,
         auto_approvable: detail.auto_approvable,
-        usage_rows: detail.usage_rows,
+        usage_rows: if detail.usage_runs.is_empty() {
+            detail.usage_rows
+        } else {
+            RowRefs::from(expand_usage_runs(&detail.usage_runs)?)
+        },
         mappings: MappingRefs::from(
             detail
                 .mappings
@@ -1258,6 +1338,50 @@ mod tests {
         assert_eq!(change.effective_at, None);
         assert!(change.proration.is_some());
         assert!(change.contract_proposal.is_none());
+    }
+
+    #[test]
+    fn usage_rows_are_stored_as_runs_when_that_is_shorter() {
+        let cases: [(&[u32], &[u32]); 6] = [
+            (&[], &[]),
+            (&[7], &[]),
+            (&[1, 2, 3], &[]),
+            (&[1, 2, 3, 4], &[1, 1, 4]),
+            (&[55, 58, 61, 64, 67, 70, 100], &[55, 3, 6, 100, 0, 1]),
+            (&[1, 5, 6, 20, 21, 40], &[]),
+        ];
+        for (rows, runs) in cases {
+            assert_eq!(usage_runs(rows), runs, "{rows:?}");
+            if !runs.is_empty() {
+                assert_eq!(expand_usage_runs(runs).expect("runs"), rows);
+            }
+        }
+        // Any list round-trips, ascending or not.
+        let lists: [Vec<u32>; 3] = [
+            (0..500u32).map(|i| i / 3 * 3 + i).collect(),
+            (0..500u32).rev().collect(),
+            [0, 0, 0, 0, 9, 9, u32::MAX, 1, 2, 3, 4, 5].to_vec(),
+        ];
+        let strided: Vec<u32> = (0..500u32).map(|i| i * 2 + i / 100 * 7).collect();
+        assert_eq!(usage_runs(&strided).len(), 15, "five runs of 100");
+        assert_eq!(
+            expand_usage_runs(&usage_runs(&strided)).expect("runs"),
+            strided
+        );
+        for rows in lists {
+            let runs = usage_runs(&rows);
+            if !runs.is_empty() {
+                assert_eq!(expand_usage_runs(&runs).expect("runs"), rows);
+            }
+        }
+        for corrupt in [
+            &[1u32, 2][..],
+            &[1, 1, 0],
+            &[u32::MAX, 1, 2],
+            &[0, 1, u32::MAX],
+        ] {
+            assert!(expand_usage_runs(corrupt).is_err(), "{corrupt:?}");
+        }
     }
 
     #[test]
