@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -33,9 +33,13 @@ use trueup_plugin_host::{
     SessionOptions, VendorSession,
 };
 
-/// Counts live heap bytes and their peak.
+/// Counts live heap bytes and their peak while [`COUNTING`] is on (the full
+/// sync). Off, it only forwards to the system allocator, so the native side
+/// of the page comparison runs on a plain allocator as the guest does on
+/// its own (measured: the counters cost the native parse under 1 %).
 struct Counting;
 
+static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -46,7 +50,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is the system allocator's.
         let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
+        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
         }
@@ -56,13 +60,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as above.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
+        if !new.is_null() && COUNTING.load(Ordering::Relaxed) {
             if new_size >= layout.size() {
                 let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
                     + (new_size - layout.size());
@@ -204,6 +210,7 @@ fn native_page_time(body: &[u8]) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    COUNTING.store(true, Ordering::Relaxed);
     let world = Arc::new(world(20_261_125));
     let mut settings = Settings::default();
     settings.ninjaone.devices_per_org = Some(DEVICES_PER_ORG);
@@ -263,6 +270,7 @@ async fn main() {
     }
     let wall = started.elapsed();
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(heap_before);
+    COUNTING.store(false, Ordering::Relaxed);
     let served = running.faults.stats();
     println!("NinjaOne sync: {accounts} organisations, {devices} devices");
     println!("  wall time            {wall:>10.1?}");
