@@ -124,12 +124,14 @@ async fn map(app: &App, account: &str, company: Option<&str>) {
         .expect("mapping");
 }
 
+/// A push API answer, its body read as JSON.
 struct Answer {
     status: u16,
     headers: reqwest::header::HeaderMap,
     body: serde_json::Value,
 }
 
+/// Sends through the web tests' client, authenticated by `key` when given.
 async fn send(
     base: &str,
     method: reqwest::Method,
@@ -137,25 +139,15 @@ async fn send(
     key: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> Answer {
-    let http = reqwest::Client::new();
-    let mut request = http.request(method, format!("{base}{path}"));
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let client = match key {
+        Some(key) => Client::with_token(base, key),
+        None => Client::anonymous(base),
+    };
+    let answer = client.send(method, path, body).await;
     Answer {
-        status,
-        headers,
-        body,
+        status: answer.status,
+        body: answer.json(),
+        headers: answer.headers,
     }
 }
 

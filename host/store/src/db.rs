@@ -748,11 +748,12 @@ impl Tx {
     }
 
     /// Inserts `count` rows into `table`, row `i` written by `encode(i,
-    /// writer)` in `columns` order: multi-row `INSERT`s on SQLite, one
-    /// streaming `COPY ... FROM STDIN` on PostgreSQL. Encoding overlaps
-    /// with the database's work: while SQLite's worker thread runs one
-    /// chunk, or PostgreSQL's server consumes the stream, the next rows
-    /// are encoded. Returns the rows written.
+    /// writer)` in `columns` order: one prepared `INSERT` per row through
+    /// SQLite's C API ([`crate::sqlite_bulk`]), one streaming `COPY ...
+    /// FROM STDIN` on PostgreSQL. Encoding overlaps with the database's
+    /// work: while SQLite inserts one batch (a second thread encodes the
+    /// next), or PostgreSQL's server consumes the stream, the next rows are
+    /// encoded. Returns the rows written.
     pub(crate) async fn insert_all<F>(
         &mut self,
         operation: &'static str,

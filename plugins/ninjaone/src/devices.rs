@@ -420,6 +420,14 @@ fn iso_date_of_day(days: i64) -> IsoDate {
 mod tests {
     use super::*;
 
+    /// A row's attributes as string pairs, for comparing with literals.
+    fn attributes(row: &DeviceRow) -> Vec<(&str, &str)> {
+        row.attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     #[test]
     fn a_page_becomes_rows_with_rolled_up_roles() {
         let body = br#"[
@@ -439,13 +447,7 @@ mod tests {
         );
         assert_eq!(rows[0].sku_id, "WINDOWS_WORKSTATION");
         assert_eq!(rows[0].sku_name, "Windows Workstation");
-        let attrs = |i: usize| -> Vec<(&str, &str)> {
-            rows[i]
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect()
-        };
+        let attrs = |i: usize| attributes(&rows[i]);
         assert_eq!(
             attrs(0),
             [
@@ -524,13 +526,7 @@ mod tests {
            "systemName":"mac-2","os":{"name":"mac\u004fS"}}
         ]"#;
         let rows = parse_page(body).expect("valid page");
-        let attrs = |i: usize| -> Vec<(&str, &str)> {
-            rows[i]
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect()
-        };
+        let attrs = |i: usize| attributes(&rows[i]);
         assert_eq!(
             attrs(0),
             [
