@@ -1967,6 +1967,35 @@ async fn unique_constraints_give_clear_errors(store: TestStore) {
     assert_eq!(store.outbox_entries(None, 10).await.unwrap().len(), 1);
 }
 
+/// A constraint broken inside a bulk insert (SQLite's C API path, or
+/// PostgreSQL's COPY) is classified like any other statement's, and the
+/// write leaves nothing behind.
+async fn a_constraint_broken_in_a_bulk_insert_is_a_clear_error(store: TestStore) {
+    let first = psa(vec![line("L1", "KA", dec!(10)), line("L2", "KA", dec!(5))]);
+    let good = psa_sync(&store, d(2025, 3, 27), &first, t(0)).await;
+    let before = store.psa_state().await.unwrap();
+    store
+        .execute_raw("CREATE UNIQUE INDEX test_one_line_per_quantity ON psa_lines (quantity)")
+        .await
+        .unwrap();
+    let lines = (0..1500)
+        .map(|i| line(&format!("N{i:04}"), "KA", Decimal::from(i % 1000)))
+        .collect();
+    let run = store
+        .begin_sync(SyncKind::Psa, "trueup.connectwise", d(2025, 3, 28), t(100))
+        .await
+        .unwrap();
+    let error = store
+        .complete_psa_sync(run, &psa(lines), &SyncStats::default(), t(105))
+        .await
+        .unwrap_err();
+    assert!(error.is_duplicate(), "{error}");
+    assert!(error.to_string().contains("psa_lines"), "{error}");
+    let after = store.psa_state().await.unwrap();
+    assert_eq!(after, before, "the previous state stays");
+    assert_eq!(after.sync.unwrap().id, good);
+}
+
 async fn users_sessions_and_tokens(store: TestStore) {
     let pat = store
         .create_user("pat", "$argon2id$hash-1", Role::Approver, t(0))
@@ -2532,6 +2561,7 @@ both!(
     jobs_are_claimed_once_across_two_pools,
     schedules_enqueue_exactly_once_across_pools,
     unique_constraints_give_clear_errors,
+    a_constraint_broken_in_a_bulk_insert_is_a_clear_error,
     users_sessions_and_tokens,
     secrets_rules_mappings_and_audit,
     history_month_over_month_and_state_as_of,
