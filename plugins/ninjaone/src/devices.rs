@@ -1,5 +1,6 @@
-//! NinjaOne device pages → usage rows, with no dependency on the WIT
-//! bindings so the same code runs inside the component and natively (the
+//! NinjaOne device pages → usage rows, read with serde_json into typed
+//! structs like every connector's answers. No dependency on the WIT
+//! bindings, so the same code runs inside the component and natively (the
 //! benchmark in `tests/benches/ninjaone_sync.rs` compares the two).
 //!
 //! Mirrors the device list endpoints of the NinjaOne public API v2:
@@ -18,8 +19,6 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer as _};
-
-mod scan;
 
 /// The unit of every device row.
 pub const UNIT: &str = "device";
@@ -109,19 +108,10 @@ const NODE_CLASSES: [(&str, &str, &str); 33] = [
 /// The display name and role of a `nodeClass`; unknown classes keep their
 /// code as the name and the role [`role::OTHER`].
 pub fn class_info(node_class: &str) -> (&str, &'static str) {
-    known_class(node_class.as_bytes())
-        .map_or((node_class, role::OTHER), |(_, name, role)| (*name, *role))
-}
-
-/// A documented `nodeClass`: its [`NODE_CLASSES`] entry (code, display
-/// name, role).
-type KnownClass = &'static (&'static str, &'static str, &'static str);
-
-/// The [`NODE_CLASSES`] entry of a documented `nodeClass`.
-fn known_class(node_class: &[u8]) -> Option<KnownClass> {
     NODE_CLASSES
         .iter()
-        .find(|(class, _, _)| class.as_bytes() == node_class)
+        .find(|(class, _, _)| *class == node_class)
+        .map_or((node_class, role::OTHER), |(_, name, role)| (*name, *role))
 }
 
 /// One device of a list page, borrowed from the body where it can be.
@@ -156,14 +146,6 @@ struct Os<'a> {
 }
 
 /// One device as a usage row: quantity 1 of unit [`UNIT`].
-///
-/// A row owns every text it holds (about 18 small allocations per device).
-/// Rows that borrow `'static` texts and build the rest on demand were
-/// measured (`tests/benches/ninjaone_sync.rs`): they make a page about 2.3
-/// times faster inside WebAssembly and 3 times faster natively, since the
-/// host's allocator costs more per allocation than the guest's dlmalloc,
-/// and so raise the WASM / native ratio the benchmark holds to 1.5 from
-/// about 1.3 to about 1.8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
     /// The NinjaOne device id (the paging position).
@@ -183,58 +165,26 @@ pub struct DeviceRow {
 
 /// Parses one device page (a JSON array) into rows, in page order.
 ///
-/// This runs for every device of every sync. A page is first read by a
-/// scanner written for device pages (`scan`): straight from the bytes into
-/// rows, with no serde call per token. It reads exactly the pages the serde
-/// path reads, into the same rows, and leaves anything else (malformed
-/// pages, rare constructs) to the serde path, which reports the error. In
-/// both, the array is read element by element straight into rows (no
-/// vector of parsed devices in between), strings are borrowed from `body`
-/// until a row needs its own copy, and numbers and dates are written
-/// without the formatting machinery.
+/// The array is read element by element straight into rows (no vector of
+/// parsed devices in between), and strings are borrowed from `body` until a
+/// row needs its own copy.
 ///
 /// # Errors
 /// The JSON error, with its line and column, when the body is not an array
 /// of devices.
 pub fn parse_page(body: &[u8]) -> Result<Vec<DeviceRow>, serde_json::Error> {
-    let capacity = (body.len() / MIN_DEVICE_BYTES).min(MAX_ROWS_RESERVED);
-    let mut rows = Vec::with_capacity(capacity);
-    if scan::rows(body, &mut rows).is_ok() {
-        return Ok(rows);
-    }
-    drop(rows);
-    parse_page_with_serde(body, capacity)
-}
-
-/// [`parse_page`] through serde_json alone: for the pages the scan leaves
-/// (and their errors).
-fn parse_page_with_serde(
-    body: &[u8],
-    capacity: usize,
-) -> Result<Vec<DeviceRow>, serde_json::Error> {
     // One UTF-8 check of the whole page, then no check per string (what
     // `from_slice` would do): measurably cheaper inside WebAssembly.
     let text =
         std::str::from_utf8(body).map_err(<serde_json::Error as serde::de::Error>::custom)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let rows = deserializer.deserialize_seq(RowsVisitor { capacity })?;
+    let rows = deserializer.deserialize_seq(RowsVisitor)?;
     deserializer.end()?;
     Ok(rows)
 }
 
-/// Fewer bytes than any device of a list page takes (the brief list gives
-/// about 370 per device): sizes the row vector from the body, so it is not
-/// grown (and copied) a dozen times per page.
-const MIN_DEVICE_BYTES: usize = 256;
-
-/// The most rows reserved up front, whatever the body's size: NinjaOne's
-/// largest page.
-const MAX_ROWS_RESERVED: usize = 10_000;
-
-/// Builds rows while the array is read; `capacity` rows are reserved.
-struct RowsVisitor {
-    capacity: usize,
-}
+/// Builds rows while the array is read.
+struct RowsVisitor;
 
 impl<'de> serde::de::Visitor<'de> for RowsVisitor {
     type Value = Vec<DeviceRow>;
@@ -247,121 +197,49 @@ impl<'de> serde::de::Visitor<'de> for RowsVisitor {
         self,
         mut seq: A,
     ) -> Result<Vec<DeviceRow>, A::Error> {
-        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity));
-        let mut accounts = Accounts::default();
+        let mut rows = Vec::new();
         while let Some(device) = seq.next_element::<Device<'de>>()? {
-            let account_id = accounts.of(device.organization_id);
-            rows.push(row(device, account_id));
+            rows.push(row(device));
         }
         Ok(rows)
     }
 }
 
-/// The account id text of the organisations met on a page: devices come
-/// grouped by organisation more often than not, so the last one is kept.
-#[derive(Default)]
-struct Accounts(Option<(u64, String)>);
-
-impl Accounts {
-    fn of(&mut self, organization_id: u64) -> String {
-        match &self.0 {
-            Some((id, text)) if *id == organization_id => text.clone(),
-            _ => {
-                let text = decimal(organization_id);
-                self.0 = Some((organization_id, text.clone()));
-                text
-            }
-        }
+/// The usage row of one device.
+fn row(device: Device<'_>) -> DeviceRow {
+    let (class_name, role) = class_info(&device.node_class);
+    let mut attributes = Vec::with_capacity(7);
+    attributes.push(("device-class".to_owned(), device.node_class.to_string()));
+    attributes.push(("device-role".to_owned(), role.to_owned()));
+    if let Some(status) = &device.approval_status {
+        attributes.push(("approval-status".to_owned(), status.to_string()));
     }
-}
-
-/// A device's values as either path read them, its texts borrowed from
-/// the page where they can be.
-struct Parts<'a> {
-    device_id: u64,
-    account_id: String,
-    node_class: Cow<'a, str>,
-    /// `node_class`'s entry when it is documented.
-    known: Option<KnownClass>,
-    approval_status: Option<Cow<'a, str>>,
-    offline: bool,
-    /// The UTC calendar day of `lastContact`.
-    last_contact: Option<String>,
-    os_name: Option<Cow<'a, str>>,
-    /// `displayName`, or `systemName` when there is no display name.
-    display_name: Option<Cow<'a, str>>,
-}
-
-fn row(device: Device<'_>, account_id: String) -> DeviceRow {
-    let display_name = match device.display_name {
-        Some(name) if !name.is_empty() => Some(name),
-        _ => device.system_name,
-    };
-    DeviceRow::from(Parts {
+    attributes.push((
+        "offline".to_owned(),
+        if device.offline { "true" } else { "false" }.to_owned(),
+    ));
+    if let Some(seconds) = device.last_contact.filter(|s| s.is_finite()) {
+        attributes.push(("last-contact".to_owned(), iso_date_of_epoch(seconds)));
+    }
+    if let Some(name) = device.os.as_ref().and_then(|os| os.name.as_ref()) {
+        attributes.push(("os-name".to_owned(), name.to_string()));
+    }
+    // `systemName` when there is no display name, or an empty one.
+    if let Some(name) = device
+        .display_name
+        .as_ref()
+        .filter(|name| !name.is_empty())
+        .or(device.system_name.as_ref())
+    {
+        attributes.push(("display-name".to_owned(), name.to_string()));
+    }
+    DeviceRow {
         device_id: device.id,
-        account_id,
-        known: known_class(device.node_class.as_bytes()),
-        node_class: device.node_class,
-        approval_status: device.approval_status,
-        offline: device.offline,
-        last_contact: device
-            .last_contact
-            .filter(|s| s.is_finite())
-            .map(iso_date_of_epoch),
-        os_name: device.os.and_then(|os| os.name),
-        display_name,
-    })
-}
-
-impl From<Parts<'_>> for DeviceRow {
-    fn from(parts: Parts<'_>) -> Self {
-        let (class_name, role) = parts
-            .known
-            .map_or((&*parts.node_class, role::OTHER), |(_, name, role)| {
-                (*name, *role)
-            });
-        let mut attributes = Vec::with_capacity(7);
-        attributes.push(("device-class".to_owned(), parts.node_class.to_string()));
-        attributes.push(("device-role".to_owned(), role.to_owned()));
-        if let Some(status) = &parts.approval_status {
-            attributes.push(("approval-status".to_owned(), status.to_string()));
-        }
-        attributes.push((
-            "offline".to_owned(),
-            if parts.offline { "true" } else { "false" }.to_owned(),
-        ));
-        if let Some(day) = parts.last_contact {
-            attributes.push(("last-contact".to_owned(), day));
-        }
-        if let Some(name) = &parts.os_name {
-            attributes.push(("os-name".to_owned(), name.to_string()));
-        }
-        if let Some(name) = &parts.display_name {
-            attributes.push(("display-name".to_owned(), name.to_string()));
-        }
-        Self {
-            device_id: parts.device_id,
-            account_id: parts.account_id,
-            sku_name: class_name.to_owned(),
-            sku_id: parts.node_class.into_owned(),
-            attributes,
-        }
+        account_id: device.organization_id.to_string(),
+        sku_name: class_name.to_owned(),
+        sku_id: device.node_class.into_owned(),
+        attributes,
     }
-}
-
-/// The decimal text of `n`.
-fn decimal(mut n: u64) -> String {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    digits[start..].iter().map(|&d| char::from(d)).collect()
 }
 
 /// Writes `value` as exactly `out.len()` decimal digits (zero-padded).
@@ -495,13 +373,6 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0, 7, 10, 4_294_967_296, u64::MAX] {
-            assert_eq!(decimal(n), n.to_string());
-        }
-    }
-
-    #[test]
     fn epoch_days_are_utc_calendar_days() {
         assert_eq!(iso_date_of_epoch(0.0), "1970-01-01");
         assert_eq!(iso_date_of_epoch(86_399.9), "1970-01-01");
@@ -555,107 +426,21 @@ mod tests {
         );
     }
 
-    /// Both paths on `body`: the scan's rows when it reads the page, and
-    /// the serde path's result.
-    fn both(body: &[u8]) -> (Option<Vec<DeviceRow>>, Result<Vec<DeviceRow>, String>) {
-        let mut rows = Vec::new();
-        let scanned = scan::rows(body, &mut rows).ok().map(|()| rows);
-        let serde = parse_page_with_serde(body, 0).map_err(|e| e.to_string());
-        (scanned, serde)
-    }
-
-    /// The scan never reads a page differently from the serde path: when
-    /// it reads one, serde reads it too, into the same rows.
-    fn assert_same(body: &[u8]) {
-        let (scanned, serde) = both(body);
-        if let Some(rows) = scanned {
-            assert_eq!(
-                Ok(&rows),
-                serde.as_ref(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        let parsed = parse_page(body).map_err(|e| e.to_string());
-        assert_eq!(parsed, serde, "{}", String::from_utf8_lossy(body));
-    }
-
-    /// A page like NinjaOne's (and the emulator's), with the odd values a
-    /// real one may hold.
-    const PAGE: &str = r#"[
-{"id":1,"uid":"589e7945-464e-4a99-af89-ba2b3e575c9a","organizationId":1,"locationId":1,"nodeClass":"WINDOWS_WORKSTATION","nodeRoleId":2,"rolePolicyId":101,"approvalStatus":"APPROVED","offline":false,"displayName":"GRAPHI-WS001","systemName":"GRAPHI-WS001","dnsName":"graphi-ws001.graphiclegal.com","created":1721438262.0,"lastContact":1795569462.573,"lastUpdate":1795569442.573},
-{"id":2,"uid":"506c2cea","organizationId":1,"locationId":1,"nodeClass":"NMS_PRIVATE_NETWORK_GATEWAY","approvalStatus":"PENDING","offline":true,"displayName":"","systemName":"caf\u00e9 \"gw\" \\ 1","lastContact":-86400.5,"os":null},
-{"id":3,"organizationId":2,"nodeClass":"SOMETHING_NEW","approvalStatus":"REJECTED","displayName":"Ünïcödé name","lastContact":1e9,"os":{"manufacturer":"x","name":"mac\u004fS","needsReboot":true,"tags":[1,[2,{"a":null}],"s"]}},
-{"id":4,"organizationId":2,"nodeClass":"MAC","approvalStatus":null,"offline":false,"displayName":null,"systemName":null,"lastContact":null,"os":{}},
-{"id":5,"organizationId":18446744073709551,"nodeClass":"MA\u0043","lastContact":0,"os":{"name":null},"extra":{"nested":[true,false,null,-1.5e-3,"\ud83d\ude00"]}},
-{"nodeClass":"LINUX_SERVER","organizationId":3,"id":6,"displayName":"out of order","lastContact":1795569462}
-]"#;
-
     #[test]
-    fn the_scan_reads_a_page_as_serde_does() {
-        let (scanned, serde) = both(PAGE.as_bytes());
-        let scanned = scanned.expect("the scan reads this page");
-        assert_eq!(Ok(scanned), serde);
-        let pretty = serde_json::to_string_pretty(
-            &serde_json::from_str::<serde_json::Value>(PAGE).expect("valid JSON"),
-        )
-        .expect("pretty");
-        let (scanned, serde) = both(pretty.as_bytes());
-        assert_eq!(Ok(scanned.expect("the scan reads a pretty page")), serde);
-        assert_same(b"[]");
-        assert_same(b" [ ] ");
-    }
-
-    #[test]
-    fn the_scan_leaves_what_serde_refuses_or_reads_differently() {
+    fn devices_serde_refuses_are_errors_naming_the_position() {
         for body in [
             &br#"[{"id":1,"organizationId":2,"nodeClass":"MAC","id":3}]"#[..],
             br#"[{"id":1,"organizationId":2}]"#,
-            br#"[{"id":1.0,"organizationId":2,"nodeClass":"MAC"}]"#,
             br#"[{"id":-1,"organizationId":2,"nodeClass":"MAC"}]"#,
-            br#"[{"id":18446744073709551615,"organizationId":2,"nodeClass":"MAC"}]"#,
-            br#"[{"id":18446744073709551616,"organizationId":2,"nodeClass":"MAC"}]"#,
             br#"[{"id":1,"organizationId":2,"nodeClass":"MAC","offline":null}]"#,
-            br#"[{"id":1,"organizationId":2,"nodeClass":null}]"#,
-            br#"[{"id":1,"organizationId":2,"nodeClass":"MAC","os":[]}]"#,
             br#"[{"id":1,"organizationId":2,"nodeClass":"MAC","os":{"name":1}}]"#,
-            br#"[[1,2,"MAC"]]"#,
             br#"[{"id":1,"organizationId":2,"nodeClass":"MAC"},]"#,
             br#"[{"id":1,"organizationId":2,"nodeClass":"MAC"}] x"#,
-            br#"[{"id":01,"organizationId":2,"nodeClass":"MAC"}]"#,
-            br#"[{"id":1,"organizationId":2,"nodeClass":"M\x"}]"#,
-            br#"[{"id":1,"organizationId":2,"nodeClass":"\ud800"}]"#,
-            b"[{\"id\":1,\"organizationId\":2,\"nodeClass\":\"M\xffC\"}]",
-            b"[{\"id\":1,\"organizationId\":2,\"nodeClass\":\"M\tC\"}]",
-            br#"[{"id":1,"organizationId":2,"nodeClass":"MAC","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]"#,
             br#"{"id":1}"#,
-            b"",
         ] {
-            assert_same(body);
-        }
-    }
-
-    #[test]
-    fn the_scan_agrees_with_serde_on_every_damaged_page() {
-        let page = br#"[{"id":7,"uid":"a-b","organizationId":3,"nodeClass":"MAC","approvalStatus":"APPROVED","offline":true,"displayName":"d\u00e9","systemName":"s","lastContact":1719705599.5,"os":{"name":"n"},"x":[1,{"y":null}]},{"id":9,"organizationId":3,"nodeClass":"NMS_SWITCH","lastContact":-1e2,"displayName":""}]"#;
-        assert!(both(page).0.is_some(), "the scan reads the undamaged page");
-        assert_same(page);
-        let replacements = [
-            b'"', b'\\', b'{', b'}', b'[', b']', b':', b',', b'0', b'9', b'-', b'.', b'e', b' ',
-            b'\n', 0x01, 0xC3, 0xFF, b'a', b'n', b't', b'u',
-        ];
-        for at in 0..page.len() {
-            assert_same(&page[..at]);
-            let mut shorter = page.to_vec();
-            shorter.remove(at);
-            assert_same(&shorter);
-            for byte in replacements {
-                let mut damaged = page.to_vec();
-                damaged[at] = byte;
-                assert_same(&damaged);
-                damaged.insert(at, byte);
-                assert_same(&damaged);
-            }
+            let error = parse_page(body).expect_err(&String::from_utf8_lossy(body));
+            assert_eq!(error.line(), 1, "{error}");
+            assert!(error.to_string().contains(" at line 1 column "), "{error}");
         }
     }
 }
