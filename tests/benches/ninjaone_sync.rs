@@ -8,10 +8,7 @@
 //!   mapped by wasmtime, not allocated through it);
 //! - the cost of one 10,000-device page: the component's WebAssembly time
 //!   for a `list-usage` call that fetches exactly one such page (wall time
-//!   minus the time in host calls, i.e. minus the HTTP round trip) against
-//!   the SAME parser (`ninjaone::devices::parse_page`) built natively,
-//!   run on the same page bytes in the same process. Target: WASM ≤ 1.5×
-//!   native.
+//!   minus the time in host calls, i.e. minus the HTTP round trip).
 //!
 //! Run with `cargo bench -p trueup-tests --bench ninjaone_sync` after
 //! `scripts/setup ninjaone`.
@@ -21,7 +18,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -33,13 +30,9 @@ use trueup_plugin_host::{
     SessionOptions, VendorSession,
 };
 
-/// Counts live heap bytes and their peak while [`COUNTING`] is on (the full
-/// sync). Off, it only forwards to the system allocator, so the native side
-/// of the page comparison runs on a plain allocator as the guest does on
-/// its own (measured: the counters cost the native parse under 1 %).
+/// Counts live heap bytes and their peak.
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -50,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract is the system allocator's.
         let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
+        if !ptr.is_null() {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
         }
@@ -60,15 +53,13 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) };
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as above.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() && COUNTING.load(Ordering::Relaxed) {
+        if !new.is_null() {
             if new_size >= layout.size() {
                 let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
                     + (new_size - layout.size());
@@ -154,40 +145,6 @@ fn session(plugin: &Arc<LoadedPlugin>) -> VendorSession {
         .expect("session")
 }
 
-/// The body of `GET /api/v2/devices?pageSize=10000`, fetched directly.
-async fn first_page(base: &str) -> Vec<u8> {
-    let client = reqwest::Client::new();
-    let form = format!(
-        "grant_type=client_credentials&client_id={}&client_secret={}&scope=monitoring",
-        emulator::CLIENT_ID,
-        emulator::CLIENT_SECRET
-    );
-    let token: serde_json::Value = serde_json::from_slice(
-        &client
-            .post(format!("{base}/ws/oauth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .expect("token")
-            .bytes()
-            .await
-            .expect("token body"),
-    )
-    .expect("token JSON");
-    let token = token["access_token"].as_str().expect("access_token");
-    client
-        .get(format!("{base}/api/v2/devices?pageSize=10000"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("devices")
-        .bytes()
-        .await
-        .expect("devices body")
-        .to_vec()
-}
-
 /// The WebAssembly time of one `list-usage` call from the first page: it
 /// fetches the first 10,000-device page afresh (the cursor is `None`).
 async fn wasm_page_time(session: &mut VendorSession) -> (Duration, usize) {
@@ -197,20 +154,8 @@ async fn wasm_page_time(session: &mut VendorSession) -> (Duration, usize) {
     (call.wasm_time, page.items.len())
 }
 
-/// The native time of `parse_page` on `body`, dropping the rows included:
-/// the component frees every row it builds too (the rows it does not return
-/// in the next call, or after lifting).
-fn native_page_time(body: &[u8]) -> Duration {
-    let started = Instant::now();
-    let rows = ninjaone::devices::parse_page(std::hint::black_box(body)).expect("parse");
-    assert_eq!(std::hint::black_box(&rows).len(), 10_000);
-    drop(rows);
-    started.elapsed()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    COUNTING.store(true, Ordering::Relaxed);
     let world = Arc::new(world(20_261_125));
     let mut settings = Settings::default();
     settings.ninjaone.devices_per_org = Some(DEVICES_PER_ORG);
@@ -270,7 +215,6 @@ async fn main() {
     }
     let wall = started.elapsed();
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(heap_before);
-    COUNTING.store(false, Ordering::Relaxed);
     let served = running.faults.stats();
     println!("NinjaOne sync: {accounts} organisations, {devices} devices");
     println!("  wall time            {wall:>10.1?}");
@@ -287,13 +231,12 @@ async fn main() {
     assert_eq!(accounts, ORGANIZATIONS);
     assert_eq!(devices, (ORGANIZATIONS - 1) * DEVICES_PER_ORG as usize + 10);
 
-    // --- One 10,000-device page: WASM vs native ----------------------------
+    // --- One 10,000-device page -------------------------------------------
     // Three component configurations: `records_per_call = 1` returns one
     // record (the call is the parse and the building of 10,000 rows, and
     // freeing the previous call's rows); 5,000 is the default (half the page
     // is lifted into the host); 10,000 lifts the whole page. Runs are
     // interleaved so that noise from other processes hits every series.
-    let body = first_page(&base).await;
     let mut sessions = Vec::new();
     for records in ["1", "5000", "10000"] {
         let mut session = session(&plugin(&engine, &base, records));
@@ -301,33 +244,19 @@ async fn main() {
         session.list_usage(None, None).await.expect("warm-up call");
         sessions.push(session);
     }
-    native_page_time(&body);
-    let mut native = Vec::new();
     let mut wasm: [Vec<Duration>; 3] = Default::default();
     let mut returned = [0; 3];
     for _ in 0..RUNS {
-        native.push(native_page_time(&body));
         for (i, session) in sessions.iter_mut().enumerate() {
             let (time, records) = wasm_page_time(session).await;
             wasm[i].push(time);
             returned[i] = records;
         }
     }
-    let (native_min, native_median) = stats(native);
-    println!(
-        "One 10,000-device page ({:.1} MiB of JSON), min / median of {RUNS}:",
-        mib(body.len())
-    );
-    println!(
-        "  native parse_page (rows dropped)            {native_min:>9.2?} / {native_median:>9.2?}"
-    );
+    println!("One 10,000-device page, min / median of {RUNS}:");
     for (times, records) in wasm.into_iter().zip(returned) {
         let (min, median) = stats(times);
-        println!(
-            "  WASM list-usage, {records:>5} records returned  {min:>9.2?} / {median:>9.2?}   ratio {:.2} / {:.2}",
-            min.as_secs_f64() / native_min.as_secs_f64(),
-            median.as_secs_f64() / native_median.as_secs_f64()
-        );
+        println!("  WASM list-usage, {records:>5} records returned  {min:>9.2?} / {median:>9.2?}");
     }
     println!(
         "  (WASM time = call wall time minus host-call time: the guest's parse and build, freeing rows, and lifting the returned records into the host)"

@@ -1,7 +1,5 @@
 //! NinjaOne device pages → usage rows, read with serde_json into typed
-//! structs like every connector's answers. No dependency on the WIT
-//! bindings, so the same code runs inside the component and natively (the
-//! benchmark in `tests/benches/ninjaone_sync.rs` compares the two).
+//! structs like every connector's answers.
 //!
 //! Mirrors the device list endpoints of the NinjaOne public API v2:
 //! `GET /api/v2/devices`, `GET /api/v2/devices-detailed` (adds `os`) and
@@ -19,6 +17,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer as _};
+use trueup_connector::values::{civil_from_days, date_to_iso};
 
 /// The unit of every device row.
 pub const UNIT: &str = "device";
@@ -242,56 +241,18 @@ fn row(device: Device<'_>) -> DeviceRow {
     }
 }
 
-/// Writes `value` as exactly `out.len()` decimal digits (zero-padded).
-fn write_padded(out: &mut [u8], mut value: i64) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
+/// 0000-01-01, in days since 1970-01-01: the first day a `last-contact`
+/// can be (its `YYYY` has four digits).
+const FIRST_DAY: i64 = -719_528;
+/// 9999-12-31, in days since 1970-01-01: the last day a `last-contact` can
+/// be.
+const LAST_DAY: i64 = 2_932_896;
 
-/// A UTC calendar day as its `YYYY-MM-DD` text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IsoDate([u8; 10]);
-
-impl IsoDate {
-    fn as_str(&self) -> &str {
-        // Always ASCII digits and dashes (see `iso_date_of_day`).
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-/// The UTC calendar day (`YYYY-MM-DD`) of an epoch time in seconds, for
-/// years 0 to 9999.
-///
-/// The guest SDK has the same civil-date arithmetic (`values`), but this
-/// module must build without the SDK.
+/// The UTC calendar day (`YYYY-MM-DD`) of an epoch time in seconds; a time
+/// before year 0 or after year 9999 reads as the nearest end of that range.
 pub fn iso_date_of_epoch(seconds: f64) -> String {
-    iso_date_of_day(epoch_day(seconds)).as_str().to_owned()
-}
-
-/// The day since 1970-01-01 (UTC) of an epoch time in seconds.
-fn epoch_day(seconds: f64) -> i64 {
-    (seconds / 86_400.0).floor() as i64
-}
-
-/// The calendar day `days` after 1970-01-01, for years 0 to 9999.
-fn iso_date_of_day(days: i64) -> IsoDate {
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999);
-    let mut text = *b"0000-00-00";
-    write_padded(&mut text[0..4], year);
-    write_padded(&mut text[5..7], month);
-    write_padded(&mut text[8..10], day);
-    IsoDate(text)
+    let day = ((seconds / 86_400.0).floor() as i64).clamp(FIRST_DAY, LAST_DAY);
+    date_to_iso(&civil_from_days(day))
 }
 
 #[cfg(test)]
@@ -378,6 +339,20 @@ mod tests {
         assert_eq!(iso_date_of_epoch(86_399.9), "1970-01-01");
         assert_eq!(iso_date_of_epoch(951_782_400.0), "2000-02-29");
         assert_eq!(iso_date_of_epoch(-1.0), "1969-12-31");
+        assert_eq!(iso_date_of_epoch(1e13), "9999-12-31");
+        assert_eq!(iso_date_of_epoch(-1e13), "0000-01-01");
+        assert_eq!(iso_date_of_epoch(f64::MAX), "9999-12-31");
+    }
+
+    #[test]
+    fn the_day_range_is_years_0_to_9999() {
+        let day = |text: &str| {
+            trueup_connector::values::days_from_civil(
+                &trueup_connector::values::date_from_iso(text).expect("date"),
+            )
+        };
+        assert_eq!(FIRST_DAY, day("0000-01-01"));
+        assert_eq!(LAST_DAY, day("9999-12-31"));
     }
 
     #[test]

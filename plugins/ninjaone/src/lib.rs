@@ -15,11 +15,8 @@
 //! and a page shorter than `pageSize` is the last. A page whose last id does
 //! not move past `after` is reported, never followed.
 //!
-//! The [`devices`] module (page parsing and record building) has no
-//! dependency on the WIT bindings, so it also builds natively; the
-//! `component` feature (on by default) adds the connector itself.
+//! `devices` reads a device page into rows; `connector` pages through the
+//! API and serves those rows as usage records.
 
-pub mod devices;
-
-#[cfg(feature = "component")]
 mod connector;
+mod devices;
