@@ -17,21 +17,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::model::{BillingCycle, Contract};
-
-/// What a contract's periods are aligned to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CycleAnchor {
-    /// Periods follow the calendar: monthly periods are calendar months,
-    /// quarterly ones start in January, April, July and October,
-    /// semi-annual ones in January and July, annual ones on 1 January.
-    /// A contract starting mid-period simply starts inside its first period.
-    #[default]
-    Calendar,
-    /// Periods start on the contract's start date and every cycle length
-    /// after it (see the module doc for month-end starts).
-    ContractStart,
-}
+// The anchor is part of a contract, so the type lives with the model; re-exported
+// here, where the periods it aligns are computed.
+pub use crate::model::CycleAnchor;
 
 /// Why a billing period could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,68 +1,12 @@
-//! Hashing helpers: a fast hasher for maps keyed by small integers or
-//! pointers, and a stable 128-bit hash for keys that must not change across
-//! runs, builds or machines.
+//! Hashing: the fast hasher for maps keyed by small integers or pointers
+//! (re-exported from `rustc-hash`), and a stable 128-bit hash for keys that
+//! must not change across runs, builds or machines.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// The Fx hash (as used inside rustc): one multiply per word. Fast for
-/// integer and pointer keys; not collision-resistant, so use it only for keys
-/// an outsider cannot choose (indices, pointers), never for vendor text.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-/// Builds [`FxHasher`]s.
-pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
-
-/// A `HashMap` with [`FxHasher`], for index and pointer keys.
-pub type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
+// The fast hasher is rustc's Fx hash from `rustc-hash`; these paths stay so
+// dependants keep naming it here. One multiply per word: fast for integer and
+// pointer keys, not collision-resistant, so use it only for keys an outsider
+// cannot choose (indices, pointers), never for vendor text.
+pub use rustc_hash::{FxBuildHasher, FxHashMap, FxHasher};
 
 /// FNV-1a with a 128-bit state: a stable hash whose value is part of Trueup's
 /// data (card keys, idempotency keys), so it must never change. Feed fields
@@ -126,6 +70,7 @@ mod tests {
 
     #[test]
     fn fx_hashes_differ_for_different_words() {
+        use std::hash::Hasher;
         let mut a = FxHasher::default();
         a.write_u64(1);
         let mut b = FxHasher::default();

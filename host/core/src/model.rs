@@ -20,8 +20,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::cycles::CycleAnchor;
-
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -265,6 +263,21 @@ impl BillingCycle {
             BillingCycle::None | BillingCycle::OneTime | BillingCycle::Other(_) => None,
         }
     }
+}
+
+/// What a contract's periods are aligned to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CycleAnchor {
+    /// Periods follow the calendar: monthly periods are calendar months,
+    /// quarterly ones start in January, April, July and October,
+    /// semi-annual ones in January and July, annual ones on 1 January.
+    /// A contract starting mid-period simply starts inside its first period.
+    #[default]
+    Calendar,
+    /// Periods start on the contract's start date and every cycle length
+    /// after it (see [`crate::cycles`] for month-end starts).
+    ContractStart,
 }
 
 /// When a period is invoiced.
