@@ -1,263 +1,22 @@
-//! Rule versions: the stored, immutable form of a rule file, compiling it
-//! once into a native rule table, and the cache of compiled versions.
+//! Compiling a rule version once into a native rule table
+//! ([`CompiledRules`]), and the cache of compiled versions ([`RuleCache`]).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDate, Utc};
-use rhai::{AST, Engine, EvalAltResult, ParseError, ParseErrorType, Position};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use thiserror::Error;
+use rhai::{AST, Engine};
 use trueup_core::mapping::SourcePosition;
 
+use crate::diagnostics::{describe, parse_error};
 use crate::limits::*;
-use crate::mapper::RulesMapper;
-use crate::script::{self, DeclState, SharedState, lock, source_position};
+use crate::script::{self, DeclState, SharedState, source_position};
+use crate::sync::lock;
 use crate::table::{ClosureKind, RuleKind, RuleTable};
 
-/// The prefix of the version cards record: `rules/<sha256 of the source>`.
-pub const VERSION_PREFIX: &str = "rules/";
-
-/// The file name tests beside a rule file have: `default.rhai` →
-/// `default.tests.toml`.
-pub fn tests_path(rules: &Path) -> PathBuf {
-    rules.with_extension("tests.toml")
-}
-
-/// One immutable version of a rule file, as the store keeps it.
-///
-/// The store persists every field as is and never edits a row: a changed
-/// file is a new version. `checksum` is the hex SHA-256 of `source` (its
-/// identity, the key of the compiled cache with `file`, and, as
-/// `rules/<checksum>`, the version recorded on every card it produced).
-/// `tests` do not change what the rules decide, so they are not part of
-/// the checksum; the store keeps the tests a version was validated with
-/// beside it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleVersion {
-    /// Hex SHA-256 of `source`.
-    pub checksum: String,
-    /// The file name positions and traces show (e.g. `rules/default.rhai`).
-    pub file: String,
-    /// The Rhai source.
-    pub source: String,
-    /// The test cases beside the rules (`*.tests.toml` text), if any.
-    pub tests: Option<String>,
-    /// Who made the version.
-    pub author: String,
-    /// When it was made.
-    pub created_at: DateTime<Utc>,
-}
-
-/// Hex SHA-256 of `text`.
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-impl RuleVersion {
-    /// A new version of `source`, checksummed.
-    pub fn new(
-        file: impl Into<String>,
-        source: impl Into<String>,
-        tests: Option<String>,
-        author: impl Into<String>,
-        created_at: DateTime<Utc>,
-    ) -> Self {
-        let source = source.into();
-        Self {
-            checksum: sha256_hex(&source),
-            file: file.into(),
-            source,
-            tests,
-            author: author.into(),
-            created_at,
-        }
-    }
-
-    /// Reads `path` and the tests beside it ([`tests_path`], when
-    /// present); the file name in positions is `path` as given.
-    ///
-    /// # Errors
-    /// [`RuleError::Io`] when a file cannot be read.
-    pub fn from_file(
-        path: &Path,
-        author: impl Into<String>,
-        created_at: DateTime<Utc>,
-    ) -> Result<Self, RuleError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| RuleError::Io {
-                path: p.display().to_string(),
-                message: e.to_string(),
-            })
-        };
-        let source = read(path)?;
-        let tests_file = tests_path(path);
-        let tests = if tests_file.is_file() {
-            Some(read(&tests_file)?)
-        } else {
-            None
-        };
-        Ok(Self::new(
-            path.display().to_string(),
-            source,
-            tests,
-            author,
-            created_at,
-        ))
-    }
-
-    /// The version recorded on cards: `rules/<checksum>`.
-    pub fn label(&self) -> String {
-        format!("{VERSION_PREFIX}{}", self.checksum)
-    }
-
-    /// Checks that `checksum` is the SHA-256 of `source` (a row read back
-    /// from the store).
-    ///
-    /// # Errors
-    /// [`RuleError::Checksum`] when it is not.
-    pub fn verify(&self) -> Result<(), RuleError> {
-        let actual = sha256_hex(&self.source);
-        if actual == self.checksum {
-            Ok(())
-        } else {
-            Err(RuleError::Checksum {
-                file: self.file.clone(),
-                recorded: self.checksum.clone(),
-                actual,
-            })
-        }
-    }
-}
-
-/// When in a rule file's life an error happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Parsing.
-    Compile,
-    /// Running the file to declare its rules.
-    Declare,
-    /// Checking the declarations once the file has run.
-    Validate,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Compile => "syntax error",
-            Self::Declare => "error while loading the rules",
-            Self::Validate => "invalid rule",
-        })
-    }
-}
-
-/// Why a rule file cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RuleError {
-    /// The script is wrong: syntax, a failing declaration, a limit hit
-    /// while loading, or a declaration that makes no sense.
-    #[error("{}: {phase}: {message}{}", location(file, position), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
-    Script {
-        /// The rule file.
-        file: String,
-        /// Where, when known.
-        position: Option<SourcePosition>,
-        /// When.
-        phase: Phase,
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        hint: Option<String>,
-    },
-    /// The file is larger than [`MAX_SOURCE_BYTES`].
-    #[error(
-        "{file}: the rule file is {bytes} bytes; the limit is {MAX_SOURCE_BYTES}\n  hint: a rule file holds rules, not data"
-    )]
-    TooLarge {
-        /// The rule file.
-        file: String,
-        /// Its size.
-        bytes: usize,
-    },
-    /// A stored version's checksum does not match its source.
-    #[error(
-        "{file}: the recorded checksum {recorded} does not match the source ({actual}); the stored version was altered"
-    )]
-    Checksum {
-        /// The rule file.
-        file: String,
-        /// What the store recorded.
-        recorded: String,
-        /// The source's checksum.
-        actual: String,
-    },
-    /// A file could not be read.
-    #[error("cannot read {path}: {message}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The OS error.
-        message: String,
-    },
-    /// The tests beside the rules are malformed.
-    #[error("{file}:{line}:{column}: invalid test file: {message}")]
-    TestFile {
-        /// The tests file.
-        file: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// Some tests beside the rules fail.
-    #[error("{failed} of {total} test case(s) fail:\n{report}")]
-    TestsFailed {
-        /// Failing cases.
-        failed: usize,
-        /// All cases.
-        total: usize,
-        /// The readable report.
-        report: String,
-    },
-}
-
-fn location(file: &str, position: &Option<SourcePosition>) -> String {
-    match position {
-        Some(p) => p.to_string(),
-        None => file.to_owned(),
-    }
-}
-
-impl RuleError {
-    /// The position, for script errors.
-    pub fn position(&self) -> Option<&SourcePosition> {
-        match self {
-            Self::Script { position, .. } => position.as_ref(),
-            _ => None,
-        }
-    }
-}
-
-/// A problem that does not stop the rules from working.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleWarning {
-    /// Where.
-    pub position: SourcePosition,
-    /// What.
-    pub message: String,
-}
-
-impl fmt::Display for RuleWarning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: warning: {}", self.position, self.message)
-    }
-}
+// Versions and errors were defined here first; their paths stay.
+pub use crate::error::{Phase, RuleError, RuleWarning};
+pub use crate::version::{RuleVersion, VERSION_PREFIX, sha256_hex, tests_path};
 
 /// A compiled rule version: the engine, the script (for closures) and the
 /// native rule table its declaration phase produced. Shared (`Arc`) by
@@ -414,158 +173,6 @@ impl CompiledRules {
     pub fn printed(&self) -> &[String] {
         &self.printed
     }
-
-    /// A mapper for one reconcile run as of `as_of`.
-    pub fn mapper(self: &Arc<Self>, as_of: NaiveDate) -> RulesMapper {
-        RulesMapper::new(Arc::clone(self), as_of)
-    }
-}
-
-/// A failure of a Rhai evaluation, in the MSP's words.
-#[derive(Debug, Clone)]
-pub(crate) struct Described {
-    pub message: String,
-    pub position: Position,
-    pub hint: Option<String>,
-}
-
-/// Describes a Rhai error: the innermost error (a closure's failure inside
-/// the call that ran it) with its position, limits named by their value.
-pub(crate) fn describe(error: &EvalAltResult, operations: u64) -> Described {
-    let inner = error.unwrap_inner();
-    let position = if inner.position().is_none() {
-        error.position()
-    } else {
-        inner.position()
-    };
-    let (message, hint): (String, Option<&str>) = match inner {
-        EvalAltResult::ErrorTooManyOperations(_) => (
-            format!("the rule used more than {operations} operations (a loop that does not end?)"),
-            Some("make loops end; rules should only look at a few values"),
-        ),
-        EvalAltResult::ErrorTerminated(value, _) => (
-            value.to_string(),
-            Some("make loops end; rules should only look at a few values"),
-        ),
-        EvalAltResult::ErrorStackOverflow(_) => (
-            format!("functions call each other more than {MAX_CALL_LEVELS} levels deep"),
-            Some("look for a function that calls itself without stopping"),
-        ),
-        EvalAltResult::ErrorDataTooLarge(what, _) => (
-            format!(
-                "{what} exceeds the limit (strings {MAX_STRING_SIZE} bytes, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} properties)"
-            ),
-            Some("rules should not build large values"),
-        ),
-        EvalAltResult::ErrorTooManyVariables(_) => (
-            format!("more than {MAX_VARIABLES} variables are in use at once"),
-            Some("use fewer variables, or arrays"),
-        ),
-        EvalAltResult::ErrorRuntime(value, _) => (value.to_string(), None),
-        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
-            let signature = readable_types(signature);
-            let name = signature.split(" (").next().unwrap_or_default();
-            let hint = if signature.contains("(Rule")
-                && script::SERVICE_METHODS.contains(&name)
-                && !script::RULE_METHODS.contains(&name)
-            {
-                format!(
-                    "{name} is a service setting: write service(\"PRODUCT\").{name}(...), not on a mapping rule"
-                )
-            } else if signature.contains("(Service")
-                && script::RULE_METHODS.contains(&name)
-                && !script::SERVICE_METHODS.contains(&name)
-            {
-                format!(
-                    "{name} belongs to mapping rules (map_sku, map_vendor, ...), not to service(...)"
-                )
-            } else {
-                "check the name and the types of the arguments; docs/rules.md lists what rules can call".to_owned()
-            };
-            return Described {
-                message: format!("there is no function {signature}"),
-                position,
-                hint: Some(hint),
-            };
-        }
-        EvalAltResult::ErrorPropertyNotFound(property, _) => (
-            format!("there is no property {property:?}"),
-            Some(
-                "a closure sees only the attributes it declares: list it, e.g. .when([\"os-name\"], |row| ...)",
-            ),
-        ),
-        EvalAltResult::ErrorVariableNotFound(name, _) => (
-            format!("there is no variable {name}"),
-            Some("declare it with let before using it"),
-        ),
-        other => {
-            // Rhai appends " (line L, position C)"; the position is kept
-            // separately.
-            let text = other.to_string();
-            let suffix = format!(" ({})", other.position());
-            let text = if other.position().is_none() {
-                text
-            } else {
-                text.trim_end_matches(suffix.as_str()).to_owned()
-            };
-            (text, None)
-        }
-    };
-    Described {
-        message,
-        position,
-        hint: hint.map(str::to_owned),
-    }
-}
-
-/// Rhai's type names in a signature, as a rule author knows them.
-fn readable_types(signature: &str) -> String {
-    signature
-        .replace("&str | ImmutableString | String", "string")
-        .replace("rust_decimal::decimal::Decimal", "decimal")
-        .replace("rust_decimal::Decimal", "decimal")
-        .replace("i64", "integer")
-}
-
-fn parse_error(file: &Arc<str>, error: &ParseError) -> RuleError {
-    let kind = error.err_type();
-    let hint = match kind {
-        ParseErrorType::ExprTooDeep => Some(format!(
-            "expressions may nest {MAX_EXPRESSION_DEPTH} levels ({MAX_FUNCTION_EXPRESSION_DEPTH} inside functions); split it with let"
-        )),
-        ParseErrorType::VariableUndefined(_) => Some("declare it with let before using it".to_owned()),
-        ParseErrorType::Reserved(word) if word == "eval" => Some("eval is not available in Trueup rules".to_owned()),
-        ParseErrorType::Reserved(word) if word == "try" || word == "catch" => Some(
-            "try/catch is not available: a failing declaration must stop the file, and a failing closure marks its cards"
-                .to_owned(),
-        ),
-        ParseErrorType::Reserved(word) if word == "import" || word == "export" => {
-            Some("rules cannot load modules or files; put everything in one rule file".to_owned())
-        }
-        _ => None,
-    };
-    let message = match kind {
-        ParseErrorType::Reserved(word) => format!("{word:?} is not available in Trueup rules"),
-        other => other.to_string(),
-    };
-    // A disabled keyword is reported as an improper symbol, not as reserved.
-    let hint = hint.or_else(|| {
-        ["eval", "try", "catch"]
-            .iter()
-            .find(|word| message.contains(&format!("'{word}'")))
-            .map(|word| match *word {
-                "eval" => "eval is not available in Trueup rules".to_owned(),
-                _ => "try/catch is not available: a failing declaration must stop the file, and a failing closure marks its cards"
-                    .to_owned(),
-            })
-    });
-    RuleError::Script {
-        file: file.to_string(),
-        position: source_position(file, error.position()),
-        phase: Phase::Compile,
-        message,
-        hint,
-    }
 }
 
 /// Checks what the file declared: every map rule maps to something, every
@@ -686,7 +293,7 @@ impl RuleCache {
     pub fn get(&self, version: &RuleVersion) -> Result<Arc<CompiledRules>, RuleError> {
         let key = (version.checksum.clone(), version.file.clone());
         {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut entries = lock(&self.entries);
             if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
                 let entry = entries.remove(i);
                 let compiled = Arc::clone(&entry.1);
@@ -697,7 +304,7 @@ impl RuleCache {
         version.verify()?;
         // Compiled outside the lock: other versions stay available meanwhile.
         let compiled = Arc::new(CompiledRules::compile(version)?);
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = lock(&self.entries);
         if !entries.iter().any(|(k, _)| *k == key) {
             if entries.len() >= MAX_CACHED_VERSIONS {
                 entries.remove(0);
@@ -709,10 +316,7 @@ impl RuleCache {
 
     /// How many versions are cached.
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        lock(&self.entries).len()
     }
 
     /// Whether the cache is empty.
@@ -724,7 +328,7 @@ impl RuleCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()

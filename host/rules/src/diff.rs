@@ -9,7 +9,7 @@ use serde::Serialize;
 use trueup_core::card::{CardKey, ServiceCard};
 use trueup_core::reconcile::ReconcileOutput;
 
-use crate::explain::policy_text;
+use crate::text::policy_text;
 
 /// Most cards listed per section of a printed diff; counts are exact.
 pub const MAX_LISTED_CARDS: usize = 50;

@@ -7,66 +7,21 @@ use std::fmt;
 use std::sync::Arc;
 
 use trueup_core::mapping::{
-    MappingFailure, PolicyContext, ServicePolicy, Trace, TraceStep, UsageMapper, UsageMapping,
+    MappingFailure, PolicyContext, ServicePolicy, TraceStep, UsageMapper, UsageMapping,
 };
 use trueup_core::model::{
     AccountMapping, AccountMappingStatus, Company, ContractStatus, ProductId,
 };
 use trueup_core::snapshot::Snapshot;
 
-use crate::cases::{attributes_text, mapping_text};
 use crate::mapper::RulesMapper;
-use crate::table::{measure_name, rounding_name};
+use crate::text::{attributes_text, mapping_text};
+
+// The text helpers were defined here first; their paths stay.
+pub use crate::text::{policy_text, step_line, trace_lines};
 
 /// Most distinct decisions listed for one SKU.
 pub const MAX_EXPLAINED_DECISIONS: usize = 20;
-
-/// One trace step as a line: `✓ rule (file:line:col): outcome`.
-pub fn step_line(step: &TraceStep) -> String {
-    let mark = if step.matched { "✓" } else { "✗" };
-    match &step.position {
-        Some(p) => format!("{mark} {} ({p}): {}", step.rule, step.outcome),
-        None => format!("{mark} {}: {}", step.rule, step.outcome),
-    }
-}
-
-/// A trace as lines, in the order the rules were considered.
-pub fn trace_lines(trace: &Trace) -> Vec<String> {
-    trace.steps.iter().map(step_line).collect()
-}
-
-/// A policy in one line.
-pub fn policy_text(policy: &ServicePolicy) -> String {
-    let mut parts = vec![
-        format!("effective {}", policy.effective_date),
-        format!("measure {}", measure_name(policy.measure)),
-        format!("round {}", rounding_name(policy.rounding)),
-    ];
-    if let Some(p) = policy.prorate {
-        parts.push(if p {
-            "prorate".to_owned()
-        } else {
-            "no proration".to_owned()
-        });
-    }
-    if !policy.tolerance.units.is_zero() {
-        parts.push(format!("tolerance {} unit(s)", policy.tolerance.units));
-    }
-    if !policy.tolerance.percent.is_zero() {
-        parts.push(format!("tolerance {}%", policy.tolerance.percent));
-    }
-    if let Some(m) = policy.min_quantity {
-        parts.push(format!("minimum {m}"));
-    }
-    if let Some(m) = policy.max_quantity {
-        parts.push(format!("maximum {m}"));
-    }
-    match policy.auto_approve.max_increase {
-        Some(n) => parts.push(format!("auto-approve increases up to {n}")),
-        None => parts.push("no auto-approval".to_owned()),
-    }
-    parts.join(", ")
-}
 
 /// Rows that got one decision.
 #[derive(Debug, Clone)]

@@ -12,15 +12,23 @@
 //! The script API is documented in `docs/rules.md`; the sandbox's limits
 //! are the constants in [`limits`].
 
+// Read bottom-up: limits, glob, table, error and version are the types;
+// sync, script, diagnostics and compile load a rule file; mapper applies
+// it; text, cases, explain and diff are the tools built on them.
 pub mod cases;
 pub mod compile;
+mod diagnostics;
 pub mod diff;
+pub mod error;
 pub mod explain;
 pub mod glob;
 pub mod limits;
 pub mod mapper;
 pub mod script;
+mod sync;
 pub mod table;
+pub mod text;
+pub mod version;
 
 pub use compile::{
     CompiledRules, Phase, RuleCache, RuleError, RuleVersion, RuleWarning, tests_path,

@@ -118,7 +118,7 @@ fn wall_clock_time_is_limited() {
         rules.engine.run("let n = 0; while n < 1000000 { n += 1; }")
     });
     let error = result.expect_err("must stop");
-    let described = crate::compile::describe(&error, u64::MAX);
+    let described = crate::diagnostics::describe(&error, u64::MAX);
     assert!(
         described.message.contains("ran for more than"),
         "{}",
