@@ -13,6 +13,8 @@ use crate::mapping::{
     SourcePosition, UsageMapper, UsageMapping,
 };
 use crate::model::*;
+// The one upward edge, in test builds only: every module's tests share
+// these fixtures, and `world()` is a whole snapshot.
 use crate::snapshot::Snapshot;
 
 pub fn d(y: i32, m: u32, day: u32) -> NaiveDate {
