@@ -1,8 +1,8 @@
 //! The UI end to end in a real browser: headless Chromium (Debian's
-//! `chromium` + `chromium-driver`) driven over WebDriver
-//! ([`crate::support_webdriver`]) against a served demo month-end (the
-//! bundled emulators, the shipped connectors, the default rules, SQLite)
-//! with the write-back worker running.
+//! `chromium` + `chromium-driver`) driven over WebDriver (fantoccini,
+//! through [`crate::support_webdriver`]) against a served demo month-end
+//! (the bundled emulators, the shipped connectors, the default rules,
+//! SQLite) with the write-back worker running.
 //!
 //! Logs in through the login form, sees cards of every category, opens a
 //! quantity-differs card, checks its dry-run plan writes nothing, approves
@@ -51,7 +51,7 @@ async fn writes(base: &str) -> Vec<serde_json::Value> {
 /// Saves a screenshot named `name`, then panics with `message` (so a
 /// failure leaves a picture of the page behind).
 async fn fail(browser: &Session, name: &str, message: String) -> ! {
-    browser.screenshot(&artifact(name)).await;
+    browser.screenshot_to(&artifact(name)).await;
     panic!("{message} (screenshot {})", artifact(name).display());
 }
 
@@ -106,28 +106,37 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     let browser = driver.session().await;
 
     // A page without a session goes to the login form.
-    browser.goto(&format!("{base}/app/cards")).await;
-    let username = browser.wait_for("#username").await;
-    assert!(
-        browser.current_url().await.contains("/login"),
-        "not sent to the login page: {}",
-        browser.current_url().await
-    );
-    browser.type_into(&username, "approver").await;
-    let field = browser.wait_for("#password").await;
-    browser.type_into(&field, "wrong password").await;
     browser
-        .click(&browser.wait_for("#login-submit").await)
-        .await;
+        .goto(&format!("{base}/app/cards"))
+        .await
+        .expect("open the cards page");
+    let username = browser.wait_for("#username").await;
+    let url = browser.current_url().await.expect("the page's URL");
+    assert!(
+        url.as_str().contains("/login"),
+        "not sent to the login page: {url}"
+    );
+    username.send_keys("approver").await.expect("type");
+    let field = browser.wait_for("#password").await;
+    field.send_keys("wrong password").await.expect("type");
+    browser
+        .wait_for("#login-submit")
+        .await
+        .click()
+        .await
+        .expect("click");
     browser
         .wait_text("#login-error", "a login error", |t| !t.is_empty())
         .await;
     let field = browser.wait_for("#password").await;
-    browser.clear(&field).await;
-    browser.type_into(&field, &password).await;
+    field.clear().await.expect("clear");
+    field.send_keys(&password).await.expect("type");
     browser
-        .click(&browser.wait_for("#login-submit").await)
-        .await;
+        .wait_for("#login-submit")
+        .await
+        .click()
+        .await
+        .expect("click");
 
     // The cards page: who is logged in, totals, cards.
     browser.wait_for("[data-testid=card]").await;
@@ -156,26 +165,28 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     ];
     for category in categories {
         let count = browser.wait_for(&format!("#count-{category}")).await;
-        let n: u64 = browser
-            .attribute(&count, "data-count")
+        let n: u64 = count
+            .attr("data-count")
             .await
+            .expect("read data-count")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         if n == 0 {
             fail(&browser, "failure", format!("no {category} cards counted")).await;
         }
     }
-    browser.screenshot(&artifact("cards")).await;
+    browser.screenshot_to(&artifact("cards")).await;
     // Filtering by a category shows cards of it, and only of it.
     for category in categories {
         browser
             .goto(&format!("{base}/app/cards?category={category}&view=list"))
-            .await;
+            .await
+            .expect("open the filtered list");
         browser
             .wait_for(&format!("tr[data-testid=card][data-category={category}]"))
             .await;
         let other = browser
-            .find_all(&format!(
+            .select_all(&format!(
                 "[data-testid=card]:not([data-category={category}])"
             ))
             .await;
@@ -185,16 +196,18 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     // Pick an open quantity-differs card on a PSA line.
     browser
         .goto(&format!("{base}/app/cards?category=reconcile&status=open"))
-        .await;
+        .await
+        .expect("open the open reconcile cards");
     browser.wait_for("article[data-testid=card]").await;
     let mut chosen = None;
     for element in browser
-        .find_all("article[data-testid=card][data-status=open]")
+        .select_all("article[data-testid=card][data-status=open]")
         .await
     {
-        let key = browser
-            .attribute(&element, "data-key")
+        let key = element
+            .attr("data-key")
             .await
+            .expect("read data-key")
             .expect("data-key");
         let card = app
             .store()
@@ -223,7 +236,7 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
             "article[data-key='{key}'] a[data-testid=card-open]"
         ))
         .await;
-    browser.click(&link).await;
+    link.click().await.expect("click");
 
     // The card in full: quantities, the dry-run plan (which writes nothing).
     browser
@@ -233,11 +246,17 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
         browser
             .current_url()
             .await
+            .expect("the page's URL")
+            .as_str()
             .ends_with(&format!("/app/cards/{key}"))
     );
     let status = browser.wait_for("#detail-status").await;
     assert_eq!(
-        browser.attribute(&status, "data-status").await.as_deref(),
+        status
+            .attr("data-status")
+            .await
+            .expect("read data-status")
+            .as_deref(),
         Some("open")
     );
     browser
@@ -248,13 +267,14 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     browser.wait_for("#effective-date").await;
     let before = writes(&cw).await.len();
     browser.wait_for("[data-testid=plan-call]").await;
-    let calls = browser.find_all("[data-testid=plan-call]").await;
+    let calls = browser.select_all("[data-testid=plan-call]").await;
     let mut methods = Vec::new();
     for call in &calls {
         methods.push(
-            browser
-                .attribute(call, "data-method")
+            call.attr("data-method")
                 .await
+                .ok()
+                .flatten()
                 .unwrap_or_default(),
         );
     }
@@ -263,24 +283,27 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
         "the plan shows the writes: {methods:?}"
     );
     assert_eq!(writes(&cw).await.len(), before, "the dry run wrote nothing");
-    browser.screenshot(&artifact("card")).await;
+    browser.screenshot_to(&artifact("card")).await;
 
     // Approve, and watch the write-back arrive on the page.
     browser
-        .click(&browser.wait_for("#action-approve").await)
-        .await;
+        .wait_for("#action-approve")
+        .await
+        .click()
+        .await
+        .expect("click");
     browser
         .wait_text("#detail-status", "approved", |t| t == "approved")
         .await;
     let started = Instant::now();
     loop {
         let text = browser
-            .find_all("#write-back-status")
+            .select_all("#write-back-status")
             .await
             .first()
             .cloned();
         let text = match text {
-            Some(e) => browser.text(&e).await,
+            Some(e) => e.text().await.unwrap_or_default(),
             None => String::new(),
         };
         if text == "write-back applied" {
@@ -341,7 +364,7 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     let row = browser
         .wait_for("tr[data-testid=write-back][data-status=applied]")
         .await;
-    let ids = browser.text(&row).await;
+    let ids = row.text().await.expect("the row's text");
     assert!(
         ids.contains(&line),
         "the record ids show on the card: {ids}"
@@ -351,21 +374,29 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
             "const a = document.getElementById('alert'); return a.hidden ? '' : a.textContent;",
             Vec::new(),
         )
-        .await;
+        .await
+        .expect("read the alert");
     assert_eq!(shown_alert, serde_json::json!(""), "no error was shown");
-    browser.screenshot(&artifact("approved")).await;
+    browser.screenshot_to(&artifact("approved")).await;
 
     browser
-        .click(&browser.wait_for("#back-to-cards").await)
-        .await;
+        .wait_for("#back-to-cards")
+        .await
+        .click()
+        .await
+        .expect("click");
     browser
         .goto(&format!("{base}/app/cards?status=approved&view=list"))
-        .await;
+        .await
+        .expect("open the approved cards");
     let item = browser
         .wait_for(&format!("tr[data-testid=card][data-key='{key}']"))
         .await;
     assert_eq!(
-        browser.attribute(&item, "data-status").await.as_deref(),
+        item.attr("data-status")
+            .await
+            .expect("read data-status")
+            .as_deref(),
         Some("approved")
     );
     browser
@@ -375,7 +406,7 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
             |t| t.contains("applied"),
         )
         .await;
-    browser.screenshot(&artifact("after")).await;
+    browser.screenshot_to(&artifact("after")).await;
     browser.close().await;
     drop(served);
 }
