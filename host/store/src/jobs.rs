@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::Store;
 use crate::db::{Backend, Row, Value, enum_text, id_type, json_text, placeholders, sql};
 use crate::error::{Result, StoreError};
-use crate::outbox::{lease_end, lease_held};
+use crate::lease::{lease_end, lease_held};
 
 /// Attempts a job enqueued by a schedule gets.
 pub const SCHEDULED_JOB_ATTEMPTS: u32 = 3;

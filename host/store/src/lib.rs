@@ -6,7 +6,11 @@
 //! this crate are applied on connect. Callers never write SQL: each area
 //! has its module ([`sync`], [`ledger`], [`mappings`], [`reconcile`],
 //! [`cards`], [`outbox`], [`rules`], [`secrets`], [`auth`], [`jobs`],
-//! [`audit`], [`imports`]) adding methods to [`Store`].
+//! [`audit`], [`imports`]) adding methods to [`Store`]. Below them, private
+//! rooms that several share: the database layer (`db`, `sqlite_bulk`), the
+//! ids rooms refer to each other by (`ids`), queue leases (`lease`), a
+//! card's state and tags (`card_state`, `tags`) and the vendor usage
+//! ledger (`usage`).
 //!
 //! Storage conventions (both backends):
 //! - **Amounts and quantities** are `TEXT` holding the decimal's canonical
@@ -28,11 +32,20 @@
 //! is kept and the previous state is intact. Each method's doc says what
 //! is atomic and what is idempotent.
 
-pub mod audit;
-pub mod auth;
-pub mod cards;
+// Bottom up: the database layer and the types every room shares, then the
+// rooms (each adds methods to `Store`; a room imports only rooms listed
+// above it here), then the entry points that tie several together.
 mod db;
 mod error;
+mod ids;
+mod lease;
+mod sqlite_bulk;
+pub mod testing;
+
+pub mod audit;
+pub mod auth;
+mod card_state;
+pub mod cards;
 pub mod imports;
 pub mod jobs;
 pub mod ledger;
@@ -41,9 +54,9 @@ pub mod outbox;
 pub mod reconcile;
 pub mod rules;
 pub mod secrets;
-mod sqlite_bulk;
 pub mod sync;
-pub mod testing;
+mod tags;
+mod usage;
 
 use std::path::PathBuf;
 use std::str::FromStr;

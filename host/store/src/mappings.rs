@@ -269,6 +269,76 @@ impl Store {
         Ok(out)
     }
 
+    /// How `account` of `vendor` is mapped now: the manual mapping or
+    /// exclusion if a person set one, else the last automatic match's
+    /// decision, else `None` (never decided).
+    ///
+    /// # Errors
+    /// A database error or a corrupt row.
+    pub async fn account_mapping(
+        &self,
+        vendor: &VendorId,
+        account: &AccountId,
+    ) -> Result<Option<AccountMapping>> {
+        const OP: &str = "read account mapping";
+        let manual = self
+            .db
+            .fetch_optional(
+                sql(
+                    OP,
+                    "account_mapping_overrides",
+                    "SELECT company_id, reason, set_by FROM account_mapping_overrides \
+                     WHERE vendor_id = $1 AND account_id = $2",
+                )
+                .bind(vendor.as_str())
+                .bind(account.as_str()),
+            )
+            .await?;
+        if let Some(r) = manual {
+            return Ok(Some(AccountMapping {
+                vendor: vendor.clone(),
+                account: account.clone(),
+                status: match r.opt_text("company_id")? {
+                    Some(c) => AccountMappingStatus::Mapped(c.into()),
+                    None => AccountMappingStatus::Excluded,
+                },
+                method: MappingMethod::Manual {
+                    by: r.text("set_by")?,
+                },
+                reason: r.text("reason")?,
+            }));
+        }
+        let matched = self
+            .db
+            .fetch_optional(
+                sql(
+                    OP,
+                    "account_mappings",
+                    "SELECT status, company_id, method, reason FROM account_mappings \
+                     WHERE vendor_id = $1 AND account_id = $2",
+                )
+                .bind(vendor.as_str())
+                .bind(account.as_str()),
+            )
+            .await?;
+        matched
+            .map(|r| {
+                let status = match (r.text("status")?.as_str(), r.opt_text("company_id")?) {
+                    ("mapped", Some(c)) => AccountMappingStatus::Mapped(c.into()),
+                    ("excluded", _) => AccountMappingStatus::Excluded,
+                    _ => AccountMappingStatus::Unmapped,
+                };
+                Ok(AccountMapping {
+                    vendor: vendor.clone(),
+                    account: account.clone(),
+                    status,
+                    method: r.json("method")?,
+                    reason: r.text("reason")?,
+                })
+            })
+            .transpose()
+    }
+
     /// Sets (creates or replaces) a SKU table entry. Idempotent.
     ///
     /// # Errors
@@ -361,4 +431,59 @@ impl Store {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fixtures::{at, both};
+
+    async fn a_manual_mapping_wins_over_the_last_match(store: &Store) {
+        let (vendor_id, account): (VendorId, AccountId) = ("acme".into(), "a1".into());
+        assert_eq!(
+            store.account_mapping(&vendor_id, &account).await.unwrap(),
+            None
+        );
+        let matched = AccountMapping {
+            vendor: vendor_id.clone(),
+            account: account.clone(),
+            status: AccountMappingStatus::Mapped("c1".into()),
+            method: MappingMethod::ExactName,
+            reason: "same name".into(),
+        };
+        store
+            .replace_match_results(
+                &[trueup_core::matching::MatchOutcome {
+                    mapping: matched.clone(),
+                    suggestions: Vec::new(),
+                }],
+                at(2, 0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.account_mapping(&vendor_id, &account).await.unwrap(),
+            Some(matched)
+        );
+        store
+            .set_mapping_override(&MappingOverride {
+                vendor: vendor_id.clone(),
+                account: account.clone(),
+                company: None,
+                reason: "internal tenant".into(),
+                set_by: "admin".into(),
+                set_at: at(3, 0),
+            })
+            .await
+            .unwrap();
+        let manual = store
+            .account_mapping(&vendor_id, &account)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(manual.status, AccountMappingStatus::Excluded);
+        assert_eq!(manual.method, MappingMethod::Manual { by: "admin".into() });
+    }
+
+    both!(a_manual_mapping_wins_over_the_last_match,);
 }

@@ -27,14 +27,12 @@ use trueup_core::model::ServiceLine;
 
 use crate::Store;
 use crate::audit::{NewAuditEntry, append_audit};
-use crate::cards::WriteBackStatus;
-use crate::db::{Backend, Row, Tx, enum_text, id_type, json_text, sql};
+use crate::card_state::{WriteBackStatus, set_card_write_back};
+use crate::db::{Backend, Row, Tx, enum_text, json_text, sql};
 use crate::error::{Result, StoreError};
+use crate::lease::{lease_end, lease_held};
 
-id_type!(
-    /// An outbox entry's id.
-    OutboxId
-);
+pub use crate::ids::OutboxId;
 
 /// Where an outbox entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -143,18 +141,6 @@ fn entry_from_row(r: &Row) -> Result<OutboxEntry> {
         updated_at: r.instant("updated_at")?,
         finished_at: r.opt_instant("finished_at")?,
     })
-}
-
-/// `now + lease`, saturating.
-pub(crate) fn lease_end(
-    operation: &'static str,
-    now: DateTime<Utc>,
-    lease: Duration,
-) -> Result<DateTime<Utc>> {
-    chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .ok_or_else(|| StoreError::invalid(operation, format!("lease {lease:?} is too long")))
 }
 
 /// Inserts an entry inside `tx`.
@@ -494,54 +480,4 @@ fn lost(operation: &'static str, id: OutboxId, worker: &str) -> StoreError {
         id: id.0,
         worker: worker.to_owned(),
     }
-}
-
-pub(crate) fn lease_held(
-    operation: &'static str,
-    what: &'static str,
-    id: i64,
-    worker: &str,
-    rows: u64,
-) -> Result<()> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LeaseLost {
-            operation,
-            what,
-            id,
-            worker: worker.to_owned(),
-        })
-    }
-}
-
-async fn set_card_write_back(
-    tx: &mut Tx,
-    operation: &'static str,
-    card_key: &str,
-    id: OutboxId,
-    status: WriteBackStatus,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let reopen = if status == WriteBackStatus::Rejected {
-        ", status = 'open'"
-    } else {
-        ""
-    };
-    tx.execute(
-        sql(
-            operation,
-            "card_states",
-            format!(
-                "UPDATE card_states SET write_back = $3, updated_at = $4{reopen} \
-                 WHERE key = $1 AND outbox_id = $2"
-            ),
-        )
-        .bind(card_key)
-        .bind(id)
-        .bind(enum_text(&status))
-        .bind(now),
-    )
-    .await?;
-    Ok(())
 }

@@ -224,6 +224,95 @@ fn drop_database(admin_url: &str, database: &str) {
     }
 }
 
+/// What the crate's own unit tests share: a day in November 2026, usage
+/// rows, vendor registration, and `both!`, which runs each named test
+/// function on a fresh SQLite and a fresh PostgreSQL store.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+    use trueup_core::model::{Attributes, UsageObservation, UsageSource, VendorIntegration};
+
+    use crate::Store;
+
+    pub(crate) fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    pub(crate) fn row(
+        vendor: &str,
+        account: &str,
+        sku: &str,
+        quantity: rust_decimal::Decimal,
+        day: u32,
+    ) -> UsageObservation {
+        UsageObservation {
+            vendor: vendor.into(),
+            account: account.into(),
+            sku_id: sku.into(),
+            sku_name: Arc::from(format!("{sku} name")),
+            quantity,
+            unit: Arc::from("seat"),
+            unit_cost: None,
+            billing_term: None,
+            commitment_end: None,
+            attributes: Attributes::default(),
+            observed_at: at(day, 0),
+        }
+    }
+
+    pub(crate) async fn vendor(store: &Store, id: &str, source: UsageSource) {
+        store
+            .upsert_vendor_integration(
+                &VendorIntegration {
+                    id: id.into(),
+                    name: id.to_owned(),
+                    source,
+                },
+                at(1, 0),
+            )
+            .await
+            .unwrap();
+    }
+
+    pub(crate) async fn stored_usage(store: &Store) -> Vec<UsageObservation> {
+        store
+            .usage_for_period(
+                NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    macro_rules! both {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let store = TestStore::sqlite().await.expect("a SQLite test store");
+                        super::$name(&store).await;
+                    }
+                )*
+                use crate::testing::TestStore;
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let store = TestStore::postgres().await.expect("a PostgreSQL test store");
+                        super::$name(&store).await;
+                    }
+                )*
+                use crate::testing::TestStore;
+            }
+        };
+    }
+    pub(crate) use both;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
