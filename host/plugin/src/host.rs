@@ -14,14 +14,8 @@ use crate::capabilities::EffectiveCapabilities;
 use crate::limits::{EffectiveLimits, MAX_LOG_BYTES_PER_CALL};
 use crate::manifest::PluginManifest;
 use crate::secrets::PluginSecrets;
+pub use crate::secrets::SecretHandle;
 use crate::wit::since_v0_1_0::{clock, config, log, progress, secrets, types};
-
-/// A secret handle given to a guest: only the name; the value stays in the
-/// store's [`PluginSecrets`] and is written into requests by the host.
-#[derive(Debug)]
-pub struct SecretHandle {
-    pub(crate) name: String,
-}
 
 /// Progress reported by a plugin during a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,12 @@ use wasmtime::Result as WasmResult;
 use wasmtime::component::Resource;
 
 use crate::capabilities::{Denied, EffectiveCapabilities};
-use crate::host::{HostState, SecretHandle, StopReason};
+use crate::host::{HostState, StopReason};
 use crate::limits::{MAX_REDIRECTS, MAX_REQUEST_BYTES, MAX_REQUESTS_PER_CALL};
+// The encodings a secret is written in; re-exported where they were first
+// published.
+use crate::secrets::SecretHandle;
+pub use crate::secrets::{json_escape, percent_encode};
 use crate::wit::since_v0_1_0::http;
 
 /// Headers a plugin may not set: hop-by-hop headers, and headers the host's
@@ -42,26 +46,6 @@ pub const FORBIDDEN_HEADERS: &[&str] = &[
     "content-length",
     "expect",
 ];
-
-/// Percent-encodes for a form body (RFC 3986 unreserved pass through).
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char);
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-/// Escapes for the inside of a JSON string.
-pub fn json_escape(text: &str) -> String {
-    let quoted = serde_json::Value::String(text.to_owned()).to_string();
-    quoted[1..quoted.len() - 1].to_owned()
-}
 
 /// Resolves names for one plugin, refusing addresses it may not reach.
 struct CheckedResolver {
@@ -319,7 +303,7 @@ impl HostState {
                     self.call.stopped = Some(StopReason::Deadline);
                     return Err(wasmtime::Error::msg(format!(
                         "an HTTP request to {} was still running when the call's deadline passed",
-                        crate::capabilities::origin_of(&url)
+                        crate::network::origin_of(&url)
                     )));
                 }
                 Err(_elapsed) => return Ok(Err(Failure::Http(http::HttpError::Timeout))),

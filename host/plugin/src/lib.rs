@@ -1,17 +1,25 @@
 //! Trueup's plugin host: loads PSA and vendor connectors as sandboxed
 //! WebAssembly components through the WIT contract `trueup:connector`.
 //!
+//! The modules read bottom-up; each uses only those listed before it.
+//!
+//! - [`types`], [`limits`]: what a connector returns, and every limit,
+//!   named and documented.
+//! - [`secrets`]: secret values, the handles guests get, their encodings
+//!   and redaction.
+//! - [`network`]: allowed-host patterns, IP networks, non-public addresses.
 //! - [`manifest`]: `plugin.toml`, parsed strictly.
 //! - [`capabilities`]: what a plugin declares AND the admin grants.
-//! - [`inspect`] + [`wit`]: API version checked before linking; one module
-//!   per supported WIT version.
-//! - [`engine`]: the one wasmtime engine, epoch ticker, pooling, compile
-//!   cache.
+//! - [`inspect`], [`engine`], [`error`]: a component's interface read
+//!   before linking; the one wasmtime engine, epoch ticker, pooling and
+//!   compile cache; the errors of loading and calling.
+//! - [`wit`]: one module per supported WIT version (bindings and
+//!   conversions).
+//! - [`host`], [`http`]: a store's state and the host side of the imports.
 //! - [`plugin`]: loading into a [`LoadedPlugin`] with an `InstancePre`.
 //! - [`session`]: calls under deadlines, CPU budget and memory cap, with
-//!   traps classified into [`CallErrorKind`].
-//! - [`http`], [`secrets`], [`host`]: the host side of the imports.
-//! - [`limits`]: every limit, named and documented.
+//!   traps classified into [`CallErrorKind`]; one [`Session`] for both
+//!   worlds.
 
 pub mod capabilities;
 pub mod engine;
@@ -21,6 +29,7 @@ pub mod http;
 pub mod inspect;
 pub mod limits;
 pub mod manifest;
+pub mod network;
 pub mod plugin;
 pub mod secrets;
 pub mod session;
@@ -34,7 +43,7 @@ pub use host::{ProgressReport, ProgressSink, SessionOptions};
 pub use manifest::{PluginKind, PluginManifest};
 pub use plugin::{LoadedPlugin, PluginSettings};
 pub use secrets::{PluginSecrets, SecretValue};
-pub use session::{CallStats, PsaSession, VendorSession};
+pub use session::{CallStats, PsaSession, Session, VendorSession, World};
 pub use types::{
     ChangePolicy, ConnectorDescription, ContractFilter, Page, PlannedCall, QuantityChange,
     WriteOutcome,

@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::HostPattern;
 use crate::limits::LimitSettings;
+use crate::network::HostPattern;
 
 /// The file name Trueup looks for beside a component.
 pub const MANIFEST_FILE: &str = "plugin.toml";
@@ -182,12 +182,7 @@ fn is_config_key(key: &str) -> bool {
 
 /// Whether `text` is `MAJOR.MINOR.PATCH` with an optional `-pre`/`+build`.
 pub fn is_semver(text: &str) -> bool {
-    let core = text.split(['-', '+']).next().unwrap_or_default();
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    semver::Version::parse(text).is_ok()
 }
 
 impl PluginManifest {

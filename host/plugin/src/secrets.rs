@@ -1,13 +1,15 @@
 //! Secret values a plugin was granted, held by the host only.
 //!
-//! The guest gets borrow-only handles ([`crate::host::SecretHandle`]); the
-//! host writes values into outgoing requests and redacts them from
-//! everything a plugin can make the host print (logs, errors, progress).
+//! The guest gets borrow-only handles ([`SecretHandle`]); the host writes
+//! values into outgoing requests (in the encodings below) and redacts them,
+//! in every such encoding, from everything a plugin can make the host print
+//! (logs, errors, progress).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
 /// Values shorter than this are not redacted from text: a 1–3 character
@@ -16,6 +18,31 @@ pub const MIN_REDACTED_LEN: usize = 4;
 
 /// What replaces a secret value in logs and messages.
 pub const REDACTED: &str = "[redacted]";
+
+/// A secret handle given to a guest: only the name; the value stays in the
+/// store's [`PluginSecrets`] and is written into requests by the host.
+#[derive(Debug)]
+pub struct SecretHandle {
+    pub(crate) name: String,
+}
+
+/// What [`percent_encode`] leaves as is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes for a form body (RFC 3986 unreserved pass through).
+pub fn percent_encode(text: &str) -> String {
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// Escapes for the inside of a JSON string.
+pub fn json_escape(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
+}
 
 /// One secret value; wiped from memory when dropped, never printed.
 #[derive(Clone)]
@@ -70,11 +97,7 @@ impl PluginSecrets {
             if plain.len() < MIN_REDACTED_LEN {
                 continue;
             }
-            for form in [
-                plain.to_owned(),
-                crate::http::percent_encode(plain),
-                crate::http::json_escape(plain),
-            ] {
+            for form in [plain.to_owned(), percent_encode(plain), json_escape(plain)] {
                 if out.contains(&form) {
                     out = out.replace(&form, REDACTED);
                 }
@@ -102,6 +125,15 @@ mod tests {
             secrets.redact(text),
             "a [redacted] b [redacted] c [redacted]"
         );
+    }
+
+    #[test]
+    fn encodings_keep_unreserved_characters_only() {
+        assert_eq!(
+            percent_encode("aZ09-_.~ &=+/%é"),
+            "aZ09-_.~%20%26%3D%2B%2F%25%C3%A9"
+        );
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\n");
     }
 
     #[test]

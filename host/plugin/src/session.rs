@@ -2,13 +2,18 @@
 //! on it one at a time, each under the plugin's wall-clock deadline, CPU
 //! budget and memory cap.
 //!
+//! There is one session mechanism, [`Session`], generic over the [`World`]
+//! of the contract it speaks: [`PsaSession`] (`Session<Psa>`) and
+//! [`VendorSession`] (`Session<Vendor>`) share instantiation, limits,
+//! classification and statistics, and differ only in their exports.
+//!
 //! A session keeps its instance between calls (a connector may cache an
 //! OAuth token for the life of a sync). A trap or timeout drops the
 //! instance; the next call gets a fresh one, and other plugins and the host
 //! carry on.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 use trueup_core::model::{
@@ -16,7 +21,7 @@ use trueup_core::model::{
 };
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::error::{CallError, CallErrorKind, ConnectorFailure};
+use crate::error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 use crate::host::{CallState, HostState, SessionOptions, StopReason};
 use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, PluginPre};
@@ -40,18 +45,94 @@ pub struct CallStats {
     pub requests: u32,
 }
 
-struct Live<B> {
+mod sealed {
+    /// Only this crate's worlds: a session's exports are written per world.
+    pub trait Sealed {}
+}
+
+/// A world of the `trueup:connector` contract, as a session speaks it.
+/// Implemented by [`Psa`] and [`Vendor`] only.
+pub trait World: sealed::Sealed {
+    /// The kind of plugin that implements this world.
+    const KIND: PluginKind;
+}
+
+/// The `psa-connector` world: companies, contracts, services, write-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Psa;
+
+/// The `vendor-connector` world: accounts and usage, reported as one vendor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vendor {
+    /// The vendor the usage is reported as.
+    vendor: VendorId,
+}
+
+impl sealed::Sealed for Psa {}
+impl sealed::Sealed for Vendor {}
+
+impl World for Psa {
+    const KIND: PluginKind = PluginKind::Psa;
+}
+
+impl World for Vendor {
+    const KIND: PluginKind = PluginKind::Vendor;
+}
+
+/// A session with a PSA connector.
+pub type PsaSession = Session<Psa>;
+
+/// A session with a vendor connector.
+pub type VendorSession = Session<Vendor>;
+
+/// A session with a connector of world `W`.
+pub struct Session<W> {
+    caller: Caller,
+    last_call: Option<CallStats>,
+    live: Option<Live>,
+    world: W,
+}
+
+struct Live {
     store: Store<HostState>,
-    bindings: B,
+    bindings: Bindings,
     _slot: OwnedSemaphorePermit,
 }
 
-enum PsaBindings {
-    V0_1(psa::PsaConnector),
+/// An instance's bindings, by API version and world (as [`PluginPre`]).
+enum Bindings {
+    PsaV0_1(psa::PsaConnector),
+    VendorV0_1(vendor::VendorConnector),
 }
 
-enum VendorBindings {
-    V0_1(vendor::VendorConnector),
+impl Bindings {
+    /// Instantiates the loaded plugin's `InstancePre`.
+    async fn instantiate(pre: &PluginPre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        match pre {
+            PluginPre::PsaV0_1(pre) => pre.instantiate_async(store).await.map(Bindings::PsaV0_1),
+            PluginPre::VendorV0_1(pre) => {
+                pre.instantiate_async(store).await.map(Bindings::VendorV0_1)
+            }
+        }
+    }
+
+    /// The PSA exports. A session of one world is only ever opened on a
+    /// plugin of that world (see [`Session::open`]), so the other arm does
+    /// not happen.
+    fn psa(&self) -> wasmtime::Result<&psa::exports::trueup::connector::psa::Guest> {
+        match self {
+            Bindings::PsaV0_1(b) => Ok(b.trueup_connector_psa()),
+            Bindings::VendorV0_1(_) => Err(wasmtime::Error::msg("not a PSA plugin")),
+        }
+    }
+
+    /// The vendor exports (see [`Bindings::psa`]).
+    fn vendor(&self) -> wasmtime::Result<&vendor::exports::trueup::connector::vendor::Guest> {
+        match self {
+            Bindings::VendorV0_1(b) => Ok(b.trueup_connector_vendor()),
+            Bindings::PsaV0_1(_) => Err(wasmtime::Error::msg("not a vendor plugin")),
+        }
+    }
 }
 
 /// The outcome of one raw export call before classification.
@@ -123,7 +204,8 @@ fn shadow_stack_overflow(trap: &wasmtime::Error) -> bool {
             .all(|pair| pair[0].func_index() == pair[1].func_index())
 }
 
-/// Shared by both session kinds: identity and classification.
+/// A session's identity and classification, apart from its instance so
+/// both can be borrowed at once.
 struct Caller {
     plugin: Arc<LoadedPlugin>,
     options: SessionOptions,
@@ -155,21 +237,19 @@ impl Caller {
             })
     }
 
-    /// Turns a raw outcome into a result; `Err(true)`-style trap detection
-    /// is reported through `trapped` so the caller drops the instance.
+    /// Turns a raw outcome into a result. Every error that is a trap
+    /// ([`CallError::is_trap`]) means the instance must be dropped.
     fn classify<T>(
         &self,
         export: &'static str,
         store: &Store<HostState>,
         outcome: RawOutcome<T>,
-        trapped: &mut bool,
     ) -> Result<T, CallError> {
         let state = store.data();
         let limits = state.plugin.limits;
         let call = &state.call;
         let result = match outcome {
             Err(_elapsed) => {
-                *trapped = true;
                 return Err(self.error(
                     export,
                     CallErrorKind::Timeout {
@@ -196,7 +276,6 @@ impl Caller {
                 ))
             }
             Err(trap) => {
-                *trapped = true;
                 let kind = match call.stopped {
                     Some(StopReason::Deadline) => CallErrorKind::Timeout {
                         limit: limits.call_timeout,
@@ -257,163 +336,71 @@ impl Caller {
         };
         self.error(export, kind)
     }
-}
 
-/// Instantiates a world's bindings from the loaded plugin's `InstancePre`.
-trait Instantiate: Sized {
-    async fn instantiate(pre: &PluginPre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
-}
-
-impl Instantiate for PsaBindings {
-    async fn instantiate(pre: &PluginPre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        match pre {
-            PluginPre::PsaV0_1(pre) => pre.instantiate_async(store).await.map(PsaBindings::V0_1),
-            PluginPre::VendorV0_1(_) => Err(wasmtime::Error::msg("not a PSA plugin")),
+    /// The live instance, instantiating one (in a pool slot) when there is
+    /// none.
+    async fn ensure_live<'a>(
+        &self,
+        live: &'a mut Option<Live>,
+        export: &'static str,
+    ) -> Result<&'a mut Live, CallError> {
+        if live.is_none() {
+            let slot = self.slot(export).await?;
+            let mut store = new_store(&self.plugin, &self.options);
+            begin_call(&mut store, export, false);
+            let bindings = Bindings::instantiate(&self.plugin.pre, &mut store)
+                .await
+                .map_err(|e| {
+                    self.error(
+                        export,
+                        CallErrorKind::Instantiate {
+                            message: format!("{e:#}"),
+                        },
+                    )
+                })?;
+            *live = Some(Live {
+                store,
+                bindings,
+                _slot: slot,
+            });
         }
-    }
-}
-
-impl Instantiate for VendorBindings {
-    async fn instantiate(pre: &PluginPre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        match pre {
-            PluginPre::VendorV0_1(pre) => {
-                pre.instantiate_async(store).await.map(VendorBindings::V0_1)
-            }
-            PluginPre::PsaV0_1(_) => Err(wasmtime::Error::msg("not a vendor plugin")),
-        }
-    }
-}
-
-/// The live instance, instantiating one (in a pool slot) when there is none.
-async fn ensure_live<'a, B: Instantiate>(
-    caller: &Caller,
-    live: &'a mut Option<Live<B>>,
-    export: &'static str,
-) -> Result<&'a mut Live<B>, CallError> {
-    if live.is_none() {
-        let slot = caller.slot(export).await?;
-        let mut store = new_store(&caller.plugin, &caller.options);
-        begin_call(&mut store, export, false);
-        let bindings = B::instantiate(&caller.plugin.pre, &mut store)
-            .await
-            .map_err(|e| {
-                caller.error(
-                    export,
-                    CallErrorKind::Instantiate {
-                        message: format!("{e:#}"),
-                    },
-                )
-            })?;
-        *live = Some(Live {
-            store,
-            bindings,
-            _slot: slot,
-        });
-    }
-    live.as_mut().ok_or_else(|| {
-        caller.error(
-            export,
-            CallErrorKind::Instantiate {
-                message: "no instance".into(),
-            },
-        )
-    })
-}
-
-macro_rules! call_export {
-    ($session:ident, $export:expr, $read_only:expr, |$bindings:pat, $store:ident| $call:expr) => {{
-        let export: &'static str = $export;
-        let live = ensure_live(&$session.caller, &mut $session.live, export).await?;
-        begin_call(&mut live.store, export, $read_only);
-        let timeout = live.store.data().plugin.limits.call_timeout;
-        let $store = &mut live.store;
-        let outcome = match &live.bindings {
-            $bindings => tokio::time::timeout(timeout, $call).await,
-        };
-        let mut trapped = false;
-        {
-            let call = &live.store.data().call;
-            let wall = call.started.elapsed();
-            $session.last_call = Some(CallStats {
+        live.as_mut().ok_or_else(|| {
+            self.error(
                 export,
-                wall,
-                host_time: call.host_time,
-                wasm_time: wall.saturating_sub(call.host_time),
-                requests: call.requests,
-            });
-        }
-        let result = $session
-            .caller
-            .classify(export, &live.store, outcome, &mut trapped);
-        if trapped {
-            $session.live = None;
-        }
-        result
-    }};
-}
-
-/// A session with a PSA connector.
-pub struct PsaSession {
-    caller: Caller,
-    last_call: Option<CallStats>,
-    live: Option<Live<PsaBindings>>,
-}
-
-impl LoadedPlugin {
-    /// Opens a session with this PSA plugin (instantiation is lazy).
-    ///
-    /// # Errors
-    /// [`crate::LoadError::WrongKind`] for a vendor plugin.
-    pub fn psa_session(
-        self: &Arc<Self>,
-        options: SessionOptions,
-    ) -> Result<PsaSession, crate::LoadError> {
-        if self.kind() != PluginKind::Psa {
-            return Err(crate::LoadError::WrongKind {
-                plugin: self.manifest().id.clone(),
-                expected: PluginKind::Psa,
-                actual: self.kind(),
-            });
-        }
-        Ok(PsaSession {
-            caller: Caller {
-                plugin: self.clone(),
-                options,
-            },
-            last_call: None,
-            live: None,
-        })
-    }
-
-    /// Opens a session with this vendor plugin, reporting usage as `vendor`.
-    ///
-    /// # Errors
-    /// [`crate::LoadError::WrongKind`] for a PSA plugin.
-    pub fn vendor_session(
-        self: &Arc<Self>,
-        vendor: VendorId,
-        options: SessionOptions,
-    ) -> Result<VendorSession, crate::LoadError> {
-        if self.kind() != PluginKind::Vendor {
-            return Err(crate::LoadError::WrongKind {
-                plugin: self.manifest().id.clone(),
-                expected: PluginKind::Vendor,
-                actual: self.kind(),
-            });
-        }
-        Ok(VendorSession {
-            caller: Caller {
-                plugin: self.clone(),
-                options,
-            },
-            last_call: None,
-            vendor,
-            live: None,
+                CallErrorKind::Instantiate {
+                    message: "no instance".into(),
+                },
+            )
         })
     }
 }
 
-impl PsaSession {
+impl<W: World> Session<W> {
+    /// Opens a session speaking world `W` with `plugin` (instantiation is
+    /// lazy).
+    fn open(
+        plugin: &Arc<LoadedPlugin>,
+        world: W,
+        options: SessionOptions,
+    ) -> Result<Self, LoadError> {
+        if plugin.kind() != W::KIND {
+            return Err(LoadError::WrongKind {
+                plugin: plugin.manifest().id.clone(),
+                expected: W::KIND,
+                actual: plugin.kind(),
+            });
+        }
+        Ok(Self {
+            caller: Caller {
+                plugin: plugin.clone(),
+                options,
+            },
+            last_call: None,
+            live: None,
+            world,
+        })
+    }
+
     /// The cost of the last call made on this session.
     pub fn last_call(&self) -> Option<CallStats> {
         self.last_call
@@ -425,7 +412,8 @@ impl PsaSession {
     /// # Errors
     /// [`CallErrorKind::Instantiate`] when it cannot start.
     pub async fn instantiate(&mut self) -> Result<(), CallError> {
-        ensure_live(&self.caller, &mut self.live, "instantiate")
+        self.caller
+            .ensure_live(&mut self.live, "instantiate")
             .await
             .map(|_| ())
     }
@@ -435,22 +423,94 @@ impl PsaSession {
         self.live.is_some()
     }
 
+    /// Starts a call of `export`: the live instance (instantiated when there
+    /// is none) with its call state reset, and the call's time limit. The
+    /// caller runs the export under that limit and hands the outcome to
+    /// [`Session::settle`].
+    ///
+    /// Each export is an `async` block between the two, not a closure: an
+    /// async closure over borrowed bindings makes the futures of callers up
+    /// the stack fail their `Send` check (higher-ranked lifetimes).
+    async fn enter(
+        &mut self,
+        export: &'static str,
+        read_only: bool,
+    ) -> Result<(&Bindings, &mut Store<HostState>, Duration), CallError> {
+        let live = self.caller.ensure_live(&mut self.live, export).await?;
+        begin_call(&mut live.store, export, read_only);
+        let timeout = live.store.data().plugin.limits.call_timeout;
+        Ok((&live.bindings, &mut live.store, timeout))
+    }
+
+    /// Finishes a call of `export`: records its [`CallStats`], classifies
+    /// the outcome, and drops the instance when the call trapped.
+    fn settle<T>(&mut self, export: &'static str, outcome: RawOutcome<T>) -> Result<T, CallError> {
+        let Some(live) = &self.live else {
+            return Err(self.caller.error(
+                export,
+                CallErrorKind::Instantiate {
+                    message: "no instance".into(),
+                },
+            ));
+        };
+        let call = &live.store.data().call;
+        let wall = call.started.elapsed();
+        self.last_call = Some(CallStats {
+            export,
+            wall,
+            host_time: call.host_time,
+            wasm_time: wall.saturating_sub(call.host_time),
+            requests: call.requests,
+        });
+        let result = self.caller.classify(export, &live.store, outcome);
+        if result.as_ref().is_err_and(CallError::is_trap) {
+            self.live = None;
+        }
+        result
+    }
+
     /// `describe`.
     ///
     /// # Errors
     /// [`CallError`].
     pub async fn describe(&mut self) -> Result<ConnectorDescription, CallError> {
-        let info = call_export!(
-            self,
-            "describe",
-            false,
-            |PsaBindings::V0_1(b), store| async {
-                b.trueup_connector_psa().call_describe(store).await.map(Ok)
+        let (bindings, store, limit) = self.enter("describe", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            match bindings {
+                Bindings::PsaV0_1(b) => b.trueup_connector_psa().call_describe(store).await,
+                Bindings::VendorV0_1(b) => b.trueup_connector_vendor().call_describe(store).await,
             }
-        )?;
+            .map(Ok)
+        })
+        .await;
+        let info = self.settle("describe", outcome)?;
         Ok(v0_1::convert::description(info))
     }
+}
 
+impl LoadedPlugin {
+    /// Opens a session with this PSA plugin (instantiation is lazy).
+    ///
+    /// # Errors
+    /// [`crate::LoadError::WrongKind`] for a vendor plugin.
+    pub fn psa_session(self: &Arc<Self>, options: SessionOptions) -> Result<PsaSession, LoadError> {
+        Session::open(self, Psa, options)
+    }
+
+    /// Opens a session with this vendor plugin, reporting usage as `vendor`.
+    ///
+    /// # Errors
+    /// [`crate::LoadError::WrongKind`] for a PSA plugin.
+    pub fn vendor_session(
+        self: &Arc<Self>,
+        vendor: VendorId,
+        options: SessionOptions,
+    ) -> Result<VendorSession, LoadError> {
+        Session::open(self, Vendor { vendor }, options)
+    }
+}
+
+impl Session<Psa> {
     /// `list-companies`.
     ///
     /// # Errors
@@ -459,14 +519,12 @@ impl PsaSession {
         &mut self,
         cursor: Option<&str>,
     ) -> Result<Page<Company>, CallError> {
-        let page = call_export!(
-            self,
-            "list-companies",
-            false,
-            |PsaBindings::V0_1(b), store| b
-                .trueup_connector_psa()
-                .call_list_companies(store, cursor)
-        )?;
+        let (b, store, limit) = self.enter("list-companies", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?.call_list_companies(store, cursor).await
+        })
+        .await;
+        let page = self.settle("list-companies", outcome)?;
         v0_1::convert::companies(page).map_err(|e| self.caller.invalid("list-companies", e))
     }
 
@@ -483,16 +541,14 @@ impl PsaSession {
             types: filter.types.clone(),
             active_only: filter.active_only,
         };
-        let page = call_export!(
-            self,
-            "list-contracts",
-            false,
-            |PsaBindings::V0_1(b), store| b.trueup_connector_psa().call_list_contracts(
-                store,
-                &wit_filter,
-                cursor
-            )
-        )?;
+        let (b, store, limit) = self.enter("list-contracts", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?
+                .call_list_contracts(store, &wit_filter, cursor)
+                .await
+        })
+        .await;
+        let page = self.settle("list-contracts", outcome)?;
         v0_1::convert::contracts(page).map_err(|e| self.caller.invalid("list-contracts", e))
     }
 
@@ -505,16 +561,14 @@ impl PsaSession {
         contract_ids: &[String],
         cursor: Option<&str>,
     ) -> Result<Page<ServiceLine>, CallError> {
-        let page = call_export!(
-            self,
-            "list-services",
-            false,
-            |PsaBindings::V0_1(b), store| b.trueup_connector_psa().call_list_services(
-                store,
-                contract_ids,
-                cursor
-            )
-        )?;
+        let (b, store, limit) = self.enter("list-services", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?
+                .call_list_services(store, contract_ids, cursor)
+                .await
+        })
+        .await;
+        let page = self.settle("list-services", outcome)?;
         v0_1::convert::services(page).map_err(|e| self.caller.invalid("list-services", e))
     }
 
@@ -528,14 +582,12 @@ impl PsaSession {
     ) -> Result<Vec<PlannedCall>, CallError> {
         let wit_change = v0_1::convert::quantity_change(change)
             .map_err(|e| self.caller.invalid("plan-quantity-change", e))?;
-        let calls = call_export!(
-            self,
-            "plan-quantity-change",
-            true,
-            |PsaBindings::V0_1(b), store| b
-                .trueup_connector_psa()
-                .call_plan_quantity_change(store, &wit_change)
-        )?;
+        let (b, store, limit) = self.enter("plan-quantity-change", true).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?.call_plan_quantity_change(store, &wit_change).await
+        })
+        .await;
+        let calls = self.settle("plan-quantity-change", outcome)?;
         Ok(v0_1::convert::planned_calls(calls))
     }
 
@@ -549,14 +601,14 @@ impl PsaSession {
     ) -> Result<WriteOutcome, CallError> {
         let wit_change = v0_1::convert::quantity_change(change)
             .map_err(|e| self.caller.invalid("apply-quantity-change", e))?;
-        let result = call_export!(
-            self,
-            "apply-quantity-change",
-            false,
-            |PsaBindings::V0_1(b), store| b
-                .trueup_connector_psa()
+        let (b, store, limit) = self.enter("apply-quantity-change", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?
                 .call_apply_quantity_change(store, &wit_change)
-        )?;
+                .await
+        })
+        .await;
+        let result = self.settle("apply-quantity-change", outcome)?;
         v0_1::convert::write_outcome(result)
             .map_err(|e| self.caller.invalid("apply-quantity-change", e))
     }
@@ -570,62 +622,17 @@ impl PsaSession {
         contract_id: &str,
         line_id: &str,
     ) -> Result<ServiceLine, CallError> {
-        let line = call_export!(self, "read-line", false, |PsaBindings::V0_1(b), store| b
-            .trueup_connector_psa()
-            .call_read_line(store, contract_id, line_id))?;
+        let (b, store, limit) = self.enter("read-line", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.psa()?.call_read_line(store, contract_id, line_id).await
+        })
+        .await;
+        let line = self.settle("read-line", outcome)?;
         v0_1::convert::service(line, 0).map_err(|e| self.caller.invalid("read-line", e))
     }
 }
 
-/// A session with a vendor connector.
-pub struct VendorSession {
-    caller: Caller,
-    last_call: Option<CallStats>,
-    vendor: VendorId,
-    live: Option<Live<VendorBindings>>,
-}
-
-impl VendorSession {
-    /// The cost of the last call made on this session.
-    pub fn last_call(&self) -> Option<CallStats> {
-        self.last_call
-    }
-
-    /// Creates the instance now rather than at the first call (to measure
-    /// instantiation, or to check that the plugin starts).
-    ///
-    /// # Errors
-    /// [`CallErrorKind::Instantiate`] when it cannot start.
-    pub async fn instantiate(&mut self) -> Result<(), CallError> {
-        ensure_live(&self.caller, &mut self.live, "instantiate")
-            .await
-            .map(|_| ())
-    }
-
-    /// Whether an instance is alive (false after a trap until the next call).
-    pub fn is_instantiated(&self) -> bool {
-        self.live.is_some()
-    }
-
-    /// `describe`.
-    ///
-    /// # Errors
-    /// [`CallError`].
-    pub async fn describe(&mut self) -> Result<ConnectorDescription, CallError> {
-        let info = call_export!(
-            self,
-            "describe",
-            false,
-            |VendorBindings::V0_1(b), store| async {
-                b.trueup_connector_vendor()
-                    .call_describe(store)
-                    .await
-                    .map(Ok)
-            }
-        )?;
-        Ok(v0_1::convert::description(info))
-    }
-
+impl Session<Vendor> {
     /// `list-accounts`.
     ///
     /// # Errors
@@ -634,15 +641,13 @@ impl VendorSession {
         &mut self,
         cursor: Option<&str>,
     ) -> Result<Page<VendorAccount>, CallError> {
-        let page = call_export!(
-            self,
-            "list-accounts",
-            false,
-            |VendorBindings::V0_1(b), store| b
-                .trueup_connector_vendor()
-                .call_list_accounts(store, cursor)
-        )?;
-        v0_1::convert::accounts(&self.vendor, page)
+        let (b, store, limit) = self.enter("list-accounts", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.vendor()?.call_list_accounts(store, cursor).await
+        })
+        .await;
+        let page = self.settle("list-accounts", outcome)?;
+        v0_1::convert::accounts(&self.world.vendor, page)
             .map_err(|e| self.caller.invalid("list-accounts", e))
     }
 
@@ -660,21 +665,39 @@ impl VendorSession {
             account_id: account_id.map(str::to_owned),
             cursor: cursor.map(str::to_owned),
         };
-        let page = call_export!(
-            self,
-            "list-usage",
-            false,
-            |VendorBindings::V0_1(b), store| b
-                .trueup_connector_vendor()
-                .call_list_usage(store, &request)
-        )?;
+        let (b, store, limit) = self.enter("list-usage", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            b.vendor()?.call_list_usage(store, &request).await
+        })
+        .await;
+        let page = self.settle("list-usage", outcome)?;
         let observed_at = self
             .caller
             .options
             .clock
             .as_ref()
             .map_or_else(chrono::Utc::now, |clock| clock());
-        v0_1::convert::usage(&self.vendor, observed_at, page)
+        v0_1::convert::usage(&self.world.vendor, observed_at, page)
             .map_err(|e| self.caller.invalid("list-usage", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions are driven from spawned tasks (sync jobs, the write-back
+    /// worker): their calls, awaited with borrowed arguments inside another
+    /// future, must leave that future `Send`.
+    #[allow(dead_code, reason = "compiled, never run: a type check")]
+    fn calls_are_send(mut psa: PsaSession, mut vendor: VendorSession) {
+        fn send<T: Send>(_: T) {}
+        send(async move {
+            let cursor = String::from("c");
+            let _ = psa.describe().await;
+            let _ = psa.list_companies(Some(&cursor)).await;
+            let _ = psa.read_line(&cursor, &cursor).await;
+            let _ = vendor.list_usage(None, Some(&cursor)).await;
+        });
     }
 }

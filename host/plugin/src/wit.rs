@@ -3,7 +3,8 @@
 //!
 //! To add `0.2.0` beside `0.1.0`: put its WIT in `wit/since_v0.2.0/`, add a
 //! `since_v0_2_0` module with its own `bindgen!`, a variant in
-//! [`ApiVersion`] and in the session enums, and map its types onto the
+//! [`ApiVersion`], in the loaded plugin's `PluginPre` and in the
+//! session's `Bindings`, and map its types onto the
 //! version-independent types in [`crate::types`]. Plugins built for `0.1.x`
 //! keep loading through `since_v0_1_0`.
 
@@ -66,10 +67,8 @@ impl fmt::Display for ApiVersion {
 
 /// `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
 pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let core = text.split(['-', '+']).next()?;
-    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    let version = (parts.next()??, parts.next()??, parts.next()??);
-    parts.next().is_none().then_some(version)
+    let version = semver::Version::parse(text).ok()?;
+    Some((version.major, version.minor, version.patch))
 }
 
 #[cfg(test)]
@@ -84,5 +83,14 @@ mod tests {
         assert_eq!(ApiVersion::for_version("0.0.9"), None);
         assert_eq!(ApiVersion::for_version("zero"), None);
         assert_eq!(ApiVersion::supported_range(), "0.1.0–0.1.x");
+    }
+
+    #[test]
+    fn versions_parse_with_suffixes_ignored() {
+        assert_eq!(parse_version("0.1.2"), Some((0, 1, 2)));
+        assert_eq!(parse_version("0.1.0-rc.1+build.7"), Some((0, 1, 0)));
+        assert_eq!(parse_version("0.1"), None);
+        assert_eq!(parse_version("0.1.0.0"), None);
+        assert_eq!(parse_version("v0.1.0"), None);
     }
 }

@@ -20,7 +20,7 @@ pub mod psa {
         },
         exports: { default: async },
         with: {
-            "trueup:connector/secrets.secret": crate::host::SecretHandle,
+            "trueup:connector/secrets.secret": crate::secrets::SecretHandle,
         },
     });
 }
