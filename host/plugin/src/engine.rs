@@ -13,7 +13,11 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::limits::{EPOCH_TICK, MAX_CONCURRENT_INSTANCES, MAX_MEMORY_MIB, MAX_WASM_STACK};
+use crate::limits::{
+    EPOCH_TICK, MAX_COMPONENT_INSTANCE_BYTES, MAX_CONCURRENT_INSTANCES,
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_MEMORY_MIB, MAX_WASM_STACK,
+    POOL_CORE_INSTANCES_PER_COMPONENT, POOL_TABLES_PER_COMPONENT,
+};
 
 /// Whether to use the pooling allocator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -90,15 +94,14 @@ fn base_config() -> Config {
 fn pooling_config() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_CONCURRENT_INSTANCES);
-    // A connector component holds a handful of core instances and one memory.
-    pool.total_core_instances(MAX_CONCURRENT_INSTANCES * 4);
+    pool.total_core_instances(MAX_CONCURRENT_INSTANCES * POOL_CORE_INSTANCES_PER_COMPONENT);
     pool.total_memories(MAX_CONCURRENT_INSTANCES);
-    pool.total_tables(MAX_CONCURRENT_INSTANCES * 2);
+    pool.total_tables(MAX_CONCURRENT_INSTANCES * POOL_TABLES_PER_COMPONENT);
     pool.total_stacks(MAX_CONCURRENT_INSTANCES);
     pool.max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024);
-    pool.max_component_instance_size(10 * 1024 * 1024);
-    pool.max_core_instances_per_component(32);
-    pool.max_memories_per_component(4);
+    pool.max_component_instance_size(MAX_COMPONENT_INSTANCE_BYTES);
+    pool.max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT);
+    pool.max_memories_per_component(MAX_MEMORIES_PER_COMPONENT);
     pool
 }
 

@@ -11,7 +11,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result as WasmResult};
 
 use crate::capabilities::EffectiveCapabilities;
-use crate::limits::{EffectiveLimits, MAX_LOG_BYTES_PER_CALL};
+use crate::limits::{EffectiveLimits, MAX_LOG_BYTES_PER_CALL, MAX_TABLE_ELEMENTS};
 use crate::manifest::PluginManifest;
 use crate::secrets::PluginSecrets;
 pub use crate::secrets::SecretHandle;
@@ -198,8 +198,7 @@ impl ResourceLimiter for HostState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> WasmResult<bool> {
-        // Tables hold function references; connectors need a few hundred.
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 

@@ -22,7 +22,10 @@ use wasmtime::component::Resource;
 
 use crate::capabilities::{Denied, EffectiveCapabilities};
 use crate::host::{HostState, StopReason};
-use crate::limits::{MAX_REDIRECTS, MAX_REQUEST_BYTES, MAX_REQUESTS_PER_CALL};
+use crate::limits::{
+    HTTP_CONNECT_TIMEOUT, HTTP_POOL_IDLE_TIMEOUT, MAX_REDIRECTS, MAX_REQUEST_BYTES,
+    MAX_REQUESTS_PER_CALL,
+};
 // The encodings a secret is written in; re-exported where they were first
 // published.
 use crate::secrets::SecretHandle;
@@ -99,8 +102,8 @@ pub(crate) fn client_for(
             "trueup/{} ({plugin_id}/{plugin_version})",
             env!("CARGO_PKG_VERSION")
         ))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .connect_timeout(Duration::from_secs(15))
+        .pool_idle_timeout(HTTP_POOL_IDLE_TIMEOUT)
+        .connect_timeout(HTTP_CONNECT_TIMEOUT)
         .build()
 }
 

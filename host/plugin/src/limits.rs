@@ -69,6 +69,32 @@ pub const MAX_CONCURRENT_INSTANCES: u32 = 64;
 /// Largest component file accepted at load.
 pub const MAX_COMPONENT_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Elements a table may grow to. Tables hold function references;
+/// connectors need a few hundred.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Core instances per connector component, for sizing the pool: a
+/// connector component holds a handful of core instances and one memory.
+pub const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+/// Tables per connector component, for sizing the pool.
+pub const POOL_TABLES_PER_COMPONENT: u32 = 2;
+/// The most core instances one component may hold in the pool.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// The most memories one component may hold in the pool.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Bytes of instance metadata (not linear memory) one component may use in
+/// the pool.
+pub const MAX_COMPONENT_INSTANCE_BYTES: usize = 10 * 1024 * 1024;
+
+/// How long a plugin's HTTP client waits to connect to a host; the call's
+/// deadline still bounds the whole request.
+pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an idle connection is kept for a plugin's next request.
+pub const HTTP_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest plugin id `plugin.toml` may declare.
+pub const MAX_PLUGIN_ID_LEN: usize = 64;
+
 /// Limits requested in `plugin.toml` `[limits]` or capped in `trueup.toml`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

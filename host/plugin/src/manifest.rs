@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::LimitSettings;
+use crate::limits::{LimitSettings, MAX_PLUGIN_ID_LEN};
 use crate::network::HostPattern;
 
 /// The file name Trueup looks for beside a component.
@@ -165,7 +165,7 @@ pub struct ManifestError {
 
 fn is_plugin_id(id: &str) -> bool {
     let mut chars = id.chars();
-    id.len() <= 64
+    id.len() <= MAX_PLUGIN_ID_LEN
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && id
             .chars()
@@ -222,7 +222,7 @@ impl PluginManifest {
     fn validate(&self) -> Result<(), String> {
         if !is_plugin_id(&self.id) {
             return Err(format!(
-                "field `id`: {:?} is not a plugin id (lower-case letters, digits, '.', '-', '_'; starting with a letter; at most 64 characters)",
+                "field `id`: {:?} is not a plugin id (lower-case letters, digits, '.', '-', '_'; starting with a letter; at most {MAX_PLUGIN_ID_LEN} characters)",
                 self.id
             ));
         }
