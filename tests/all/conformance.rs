@@ -2,14 +2,14 @@
 //! passes the standard scenario against its bundled emulator, and the kit
 //! fails a connector that misbehaves.
 
-use trueup::conformance::{self, Against, Scenario};
+use trueup_conformance::psa::{self, Against, Scenario};
 use trueup_plugin_host::PluginSettings;
 
 use crate::connector_harness::as_of;
 use crate::support::{engine, plugin_dir};
 
-async fn run(id: &str, against: Against, settings: PluginSettings) -> conformance::Report {
-    conformance::run(
+async fn run(id: &str, against: Against, settings: PluginSettings) -> psa::Report {
+    psa::run(
         &engine(),
         &plugin_dir(id),
         &settings,
@@ -21,7 +21,7 @@ async fn run(id: &str, against: Against, settings: PluginSettings) -> conformanc
 }
 
 /// The scenario's add-a-line rows ran and passed.
-fn assert_added_a_line(report: &conformance::Report) {
+fn assert_added_a_line(report: &psa::Report) {
     let rows: Vec<&str> = report
         .checks
         .iter()

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
+use trueup_conformance::psa::{
+    self as conformance, Against, Connection, full_sync, truth_mismatches,
+};
 use trueup_core::model::{BillingCycle, BillingTiming, ContractStatus, ServiceLine};
 use trueup_emulators::catalog::{PRODUCTS, Product};
 use trueup_emulators::common::{CustomerPlan, Extra, plans};

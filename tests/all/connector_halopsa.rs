@@ -11,7 +11,9 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value;
-use trueup::conformance::{self, Against, Connection, full_sync, truth_mismatches};
+use trueup_conformance::psa::{
+    self as conformance, Against, Connection, full_sync, truth_mismatches,
+};
 use trueup_core::model::{BillingCycle, BillingTiming, ContractStatus, ServiceLine};
 use trueup_emulators::catalog::Product;
 use trueup_emulators::common::{CustomerPlan, Extra, plans};

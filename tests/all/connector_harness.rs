@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use serde_json::Value;
-use trueup::conformance::{self, Against, Connection};
+use trueup_conformance::psa::{self as conformance, Against, Connection};
 use trueup_core::model::{UsageObservation, VendorAccount, VendorId};
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::world::World;

@@ -26,6 +26,7 @@ mod plugin_cache;
 mod plugin_capabilities;
 mod plugin_limits;
 mod plugin_versioning;
+mod product_build;
 mod pull;
 mod web_api;
 mod web_auth;

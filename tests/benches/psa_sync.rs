@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use trueup::conformance::{self, Against, full_sync};
+use trueup_conformance::psa::{self as conformance, Against, full_sync};
 use trueup_emulators::world::World;
 use trueup_plugin_host::{ContractFilter, EngineSettings, PluginEngine, PluginSettings};
 

@@ -5,7 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod conformance;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod ingest;
 pub mod jobs;

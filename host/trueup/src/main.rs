@@ -30,7 +30,12 @@ enum Command {
     /// Serve the UI and REST API with the job, schedule and write-back workers.
     Serve(commands::serve::ServeArgs),
     /// Run the demo: emulators, plugins, a sync and reconcile, then serve.
+    #[cfg(feature = "demo")]
     Demo(commands::demo::DemoArgs),
+    /// Not in this build: the demo needs the default `demo` feature.
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true)]
+    Demo(NotBuilt),
     /// Manage local users.
     User(commands::user::UserArgs),
     /// Manage API tokens.
@@ -61,9 +66,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Rules(args) => commands::rules::run(config, args),
         Command::Serve(args) => commands::serve::run(config, args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => commands::demo::run(args),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => Err(not_built("demo")),
         Command::User(args) => commands::user::run(config, args),
         Command::Token(args) => commands::token::run(config, args),
         Command::Import(args) => commands::import::run(config, args),
     }
+}
+
+/// The arguments of a command this build leaves out: any, so that the
+/// command answers [`not_built`] rather than a parse error.
+#[cfg(not(feature = "demo"))]
+#[derive(Debug, clap::Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<std::ffi::OsString>,
+}
+
+/// Why `trueup <command>` is missing from a build without the `demo`
+/// feature (the product build), and how to get it.
+#[cfg(not(feature = "demo"))]
+fn not_built(command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`trueup {command}` is not in this build: it was built without the `demo` feature \
+         (the product build, without the bundled emulators and the conformance kit). \
+         Build with the default features to get it: `cargo build --release -p trueup`, \
+         or run scripts/demo"
+    )
 }

@@ -2,6 +2,10 @@
 //! SQLite in a local data directory, the bundled emulators, the shipped
 //! plugins granted exactly those emulators, a sync and a reconcile, then
 //! the UI and API with every worker. Prints the URL and a login.
+//!
+//! Only with the `demo` feature (the default build): it runs the bundled
+//! emulators, which the product build leaves out.
+#![cfg(feature = "demo")]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -13,8 +13,16 @@ use trueup_plugin_host::plugin::{check_api, check_component, check_settings};
 use trueup_plugin_host::{LoadedPlugin, PluginKind, PluginSecrets, PluginSettings, SessionOptions};
 
 use trueup::config::Config;
-use trueup::conformance;
 use trueup::runtime::Runtime;
+#[cfg(feature = "demo")]
+use trueup_conformance::psa as conformance;
+
+/// The emulator `plugin test --against` names: parsed with the conformance
+/// kit, or any text in a build without it (which `plugin test` refuses).
+#[cfg(feature = "demo")]
+type Emulator = conformance::Against;
+#[cfg(not(feature = "demo"))]
+type Emulator = String;
 
 /// `trueup plugin ...`.
 #[derive(Debug, Args)]
@@ -40,12 +48,13 @@ enum PluginCommand {
     },
     /// Run the PSA conformance scenario against a bundled emulator and
     /// print a pass/fail table; exits non-zero when a check fails.
+    #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Test {
         /// A configured plugin id, or a plugin directory.
         plugin: String,
         /// The emulator: connectwise, autotask or halopsa.
         #[arg(long)]
-        against: conformance::Against,
+        against: Emulator,
     },
 }
 
@@ -301,11 +310,8 @@ async fn check(config: Arc<Config>, plugin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn test(
-    config: Arc<Config>,
-    plugin: &str,
-    against: conformance::Against,
-) -> anyhow::Result<()> {
+#[cfg(feature = "demo")]
+async fn test(config: Arc<Config>, plugin: &str, against: Emulator) -> anyhow::Result<()> {
     let (dir, settings, _) = resolve(&config, plugin)?;
     let runtime = Runtime::new(config.clone())?;
     let scenario = conformance::Scenario::standard(config.billing.today());
@@ -318,4 +324,10 @@ async fn test(
         );
     }
     Ok(())
+}
+
+/// `plugin test` in a build without the conformance kit.
+#[cfg(not(feature = "demo"))]
+async fn test(_config: Arc<Config>, _plugin: &str, _against: Emulator) -> anyhow::Result<()> {
+    Err(crate::not_built("plugin test"))
 }
