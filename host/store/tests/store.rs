@@ -2618,3 +2618,140 @@ async fn an_unreachable_postgres_fails_with_how_to_start_it() {
     );
     assert!(text.contains("TRUEUP_TEST_POSTGRES_URL"), "{text}");
 }
+
+// ----------------------------------------------------------- Send futures
+
+/// Requires what `tokio::spawn` requires of a future.
+fn assert_spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
+
+/// The store's main methods awaited one after another by an `async fn`
+/// that borrows the store and the data, as the application's jobs do.
+async fn month_end(
+    store: &Store,
+    output: &trueup_core::reconcile::ReconcileOutput,
+    psa: &PsaData,
+    vendor: &VendorData,
+    outcomes: &[MatchOutcome],
+    rows: &[UsageObservation],
+) -> Result<(), StoreError> {
+    let stats = SyncStats::default();
+    let run = store
+        .begin_sync(SyncKind::Psa, "p", d(2025, 3, 1), t(0))
+        .await?;
+    store.complete_psa_sync(run, psa, &stats, t(1)).await?;
+    let run = store
+        .begin_sync(SyncKind::Vendor, "v", d(2025, 3, 1), t(0))
+        .await?;
+    store
+        .complete_vendor_sync(run, vendor, &stats, t(1))
+        .await?;
+    store.replace_match_results(outcomes, t(2)).await?;
+    let run = store
+        .record_reconcile_run(NewReconcileRun {
+            output,
+            rule_checksum: None,
+            psa_sync: Some(run),
+            started_at: t(3),
+            finished_at: t(4),
+        })
+        .await?;
+    store
+        .cards_page(run, &CardFilter::default(), None, 10)
+        .await?;
+    store.record_decisions(&[]).await?;
+    store
+        .record_csv_import(&NewCsvImport {
+            profile: "p",
+            file_name: "f.csv",
+            row_count: rows.len() as u64,
+            rows,
+            errors: &serde_json::Value::Null,
+            by: "admin",
+            at: t(5),
+        })
+        .await?;
+    let mut writer = store
+        .begin_csv_import(&trueup_store::imports::NewStreamedImport {
+            profile: "p",
+            file_name: "f.csv",
+            row_count: rows.len() as u64,
+            by: "admin",
+            at: t(6),
+        })
+        .await?;
+    writer.append(rows).await?;
+    writer.finish().await?;
+    store.psa_state().await?;
+    store
+        .usage_for_period(d(2025, 3, 1), d(2025, 3, 31))
+        .await?;
+    store
+        .claim_next_write_back("w", Duration::from_secs(1), t(7))
+        .await?;
+    store
+        .claim_job("w", &["sync"], Duration::from_secs(1), t(7))
+        .await?;
+    Ok(())
+}
+
+/// The futures of the store's methods are `Send`, bulk writes included, so
+/// a caller can spawn them as tasks. Checked when this file compiles; the
+/// body never needs to run.
+#[allow(dead_code)]
+fn store_futures_are_send(store: Store, output: trueup_core::reconcile::ReconcileOutput) {
+    assert_spawnable(&async move {
+        month_end(
+            &store,
+            &output,
+            &PsaData::default(),
+            &VendorData::default(),
+            &[],
+            &[],
+        )
+        .await
+    });
+}
+
+/// A store future boxed as `Send` for the caller's lifetimes (what
+/// `async_trait` and spawn helpers do): `Send` must hold for any borrow,
+/// not only for the concrete ones of one call site.
+type SendFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The bulk writes' futures are `Send` for any borrow of their inputs.
+#[allow(dead_code)]
+fn psa_sync_send<'a>(
+    store: &'a Store,
+    data: &'a PsaData,
+    stats: &'a SyncStats,
+) -> SendFuture<'a, ()> {
+    Box::pin(store.complete_psa_sync(trueup_store::sync::SyncRunId(1), data, stats, t(0)))
+}
+
+#[allow(dead_code)]
+fn vendor_sync_send<'a>(
+    store: &'a Store,
+    data: &'a VendorData,
+    stats: &'a SyncStats,
+) -> SendFuture<'a, ()> {
+    Box::pin(store.complete_vendor_sync(trueup_store::sync::SyncRunId(1), data, stats, t(0)))
+}
+
+#[allow(dead_code)]
+fn match_send<'a>(store: &'a Store, outcomes: &'a [MatchOutcome]) -> SendFuture<'a, ()> {
+    Box::pin(store.replace_match_results(outcomes, t(0)))
+}
+
+#[allow(dead_code)]
+fn record_send<'a>(
+    store: &'a Store,
+    output: &'a trueup_core::reconcile::ReconcileOutput,
+) -> SendFuture<'a, trueup_store::reconcile::ReconcileRunId> {
+    Box::pin(store.record_reconcile_run(NewReconcileRun {
+        output,
+        rule_checksum: None,
+        psa_sync: None,
+        started_at: t(3),
+        finished_at: t(4),
+    }))
+}
