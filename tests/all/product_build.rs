@@ -1,36 +1,27 @@
 //! The product build: `trueup` without its default `demo` feature links no
 //! test infrastructure (the bundled emulators, the conformance kit), while
-//! the default build does (so this check can fail).
+//! the default build does (so this check can fail); and it compiles.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::repo_root;
+use crate::support::cargo;
 
 /// Crates only the default (`demo`) build may link.
 const TEST_INFRASTRUCTURE: [&str; 2] = ["trueup-emulators", "trueup-conformance"];
 
-/// Runs cargo (the one running these tests, else `cargo` on the path) from
-/// the workspace root with `args`.
-fn cargo(args: &[&str]) -> Output {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Command::new(&cargo)
-        .current_dir(repo_root())
+/// Runs cargo with `args` in the workspace root: offline when the lock file
+/// and the downloaded crates suffice, else as cargo likes. Fails the test
+/// when cargo fails, with its error output.
+fn run_cargo(args: &[&str]) -> Output {
+    let offline = cargo()
         .args(args)
+        .arg("--offline")
         .output()
-        .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", cargo.display()))
-}
-
-/// The crates `trueup`'s normal (non-dev, non-build) dependency tree holds
-/// with the extra `features` arguments, one name per line. Offline when the
-/// lock file and the downloaded crates suffice, else as cargo likes.
-fn normal_tree(features: &[&str]) -> Vec<String> {
-    let mut args = vec!["tree", "-p", "trueup", "-e", "normal", "--prefix", "none"];
-    args.extend_from_slice(features);
-    let offline = cargo(&[args.as_slice(), &["--offline"]].concat());
+        .expect("run cargo");
     let output = if offline.status.success() {
         offline
     } else {
-        cargo(&args)
+        cargo().args(args).output().expect("run cargo")
     };
     assert!(
         output.status.success(),
@@ -38,6 +29,15 @@ fn normal_tree(features: &[&str]) -> Vec<String> {
         args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
+    output
+}
+
+/// The crates `trueup`'s normal (non-dev, non-build) dependency tree holds
+/// with the extra `features` arguments, one crate per line.
+fn normal_tree(features: &[&str]) -> Vec<String> {
+    let mut args = vec!["tree", "-p", "trueup", "-e", "normal", "--prefix", "none"];
+    args.extend_from_slice(features);
+    let output = run_cargo(&args);
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_owned)
@@ -80,4 +80,11 @@ fn the_default_build_links_the_emulators_and_the_conformance_kit() {
             "the default build (feature `demo`) lacks {name}: {found:?}"
         );
     }
+}
+
+#[test]
+fn the_product_build_compiles() {
+    // Cheap on a warm cache (only `trueup` itself is checked anew); it
+    // catches code that needs the `demo` feature without a `cfg` for it.
+    run_cargo(&["check", "-p", "trueup", "--no-default-features"]);
 }

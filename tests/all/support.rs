@@ -118,6 +118,31 @@ pub fn hostile(engine: &PluginEngine, behaviour: &str, base_url: &str) -> Arc<Lo
     .expect("load the hostile guest")
 }
 
+/// Cargo (the one running the tests, else `cargo` on the path) in the
+/// repository root, without the variables Cargo set for this test crate:
+/// build scripts that watch them (ring's does) would rebuild on every run.
+pub fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(repo_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&&*name)
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
 /// The `trueup` binary of the current sources, built once per test run
 /// (`cargo test` builds only the library of the trueup package for this
 /// test binary; tests that run `trueup` processes need the executable).
@@ -125,9 +150,8 @@ pub fn trueup_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut command = Command::new(cargo);
-            command.current_dir(repo_root()).args([
+            let mut command = cargo();
+            command.args([
                 "build",
                 "-p",
                 "trueup",
@@ -135,23 +159,6 @@ pub fn trueup_binary() -> PathBuf {
                 "trueup",
                 "--message-format=json-render-diagnostics",
             ]);
-            // Not the variables Cargo set for this test crate: build scripts
-            // that watch them (ring's does) would rebuild on every run.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_CRATE_",
-                    "CARGO_BIN_",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p))
-                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&&*name)
-                {
-                    command.env_remove(&*name);
-                }
-            }
             if !cfg!(debug_assertions) {
                 command.arg("--release");
             }
