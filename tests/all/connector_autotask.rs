@@ -2,7 +2,8 @@
 //! emulator: zone lookup, full sync checked against the seeded data,
 //! statuses, posted-through, adjustments with idempotency, adding a
 //! catalogue service, Autotask's refusals (never retried) and server
-//! faults (retried), dry runs, the shared hourly budget, and faults.
+//! faults (retried), dry runs, the shared hourly budget and a configured
+//! zone URL. The faults every PSA shares: `connector_faults`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -950,121 +951,6 @@ async fn the_budget_share_is_respected_before_autotasks_hard_limit() {
         ),
         "{error}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_map_to_the_right_errors() {
-    let emulator = emulator(30, pinned()).await;
-    let connection = connect(&emulator, &[], LimitSettings::default());
-
-    emulator.faults(FaultPlan {
-        rate_limited: 2,
-        retry_after_secs: 9,
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("429");
-    assert_eq!(
-        error.kind,
-        CallErrorKind::Connector(ConnectorFailure::RateLimited {
-            retry_after: Duration::from_secs(9)
-        })
-    );
-
-    emulator.faults(FaultPlan {
-        server_errors: 1,
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("500");
-    assert!(
-        matches!(
-            error.kind,
-            CallErrorKind::Connector(ConnectorFailure::Upstream { status: 500, .. })
-        ),
-        "{error}"
-    );
-    assert!(error.is_transient());
-
-    emulator.faults(FaultPlan {
-        truncated: 1,
-        path_contains: Some("/Companies".into()),
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("truncated");
-    match error.kind {
-        CallErrorKind::Connector(ConnectorFailure::Internal(message)) => {
-            assert!(
-                message.contains(&format!(
-                    "POST {}/atservicesrest/v1.0/Companies/query",
-                    emulator.base()
-                )),
-                "{message}"
-            );
-        }
-        other => panic!("expected internal, got {other:?}"),
-    }
-
-    let slow = connect(
-        &emulator,
-        &[],
-        LimitSettings {
-            call_timeout_ms: Some(1_000),
-            ..LimitSettings::default()
-        },
-    );
-    emulator.faults(FaultPlan {
-        slow: 1,
-        slow_ms: 4_000,
-        ..FaultPlan::default()
-    });
-    let error = slow
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("slow");
-    assert!(
-        matches!(error.kind, CallErrorKind::Timeout { .. }),
-        "{error}"
-    );
-    emulator.faults(FaultPlan::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paging_loop_is_reported_not_followed() {
-    let emulator = emulator(600, pinned()).await;
-    let connection = connect(&emulator, &[], LimitSettings::default());
-    emulator.faults(FaultPlan {
-        paging_loop: true,
-        ..FaultPlan::default()
-    });
-    let mut session = connection.session().expect("session");
-    let first = session.list_companies(None).await.expect("first page");
-    assert_eq!(first.items.len(), 500);
-    let error = session
-        .list_companies(first.next_cursor.as_deref())
-        .await
-        .expect_err("loop");
-    match error.kind {
-        CallErrorKind::Connector(ConnectorFailure::Internal(message)) => {
-            assert!(message.contains("does not advance"), "{message}");
-        }
-        other => panic!("expected internal, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,10 +3,9 @@
 //! (client contracts merged with their recurring invoices), statuses,
 //! `updatelines` write-back with idempotency, adding a catalogue item as a
 //! recurring invoice line, dry runs (also on a fresh session, which
-//! fetches its token while planning), and faults.
+//! fetches its token while planning). Faults: `connector_faults`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -17,12 +16,9 @@ use trueup_conformance::psa::{
 use trueup_core::model::{BillingCycle, BillingTiming, ContractStatus, ServiceLine};
 use trueup_emulators::catalog::Product;
 use trueup_emulators::common::{CustomerPlan, Extra, plans};
-use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings, halopsa as halo};
 use trueup_plugin_host::limits::LimitSettings;
-use trueup_plugin_host::{
-    CallErrorKind, ChangePolicy, ConnectorFailure, ContractFilter, QuantityChange,
-};
+use trueup_plugin_host::{ChangePolicy, ContractFilter, QuantityChange};
 
 use crate::connector_harness::{Emulator, all_contracts, as_of, connect_psa};
 
@@ -630,127 +626,4 @@ async fn the_plan_of_an_add_on_a_fresh_session_lists_the_exact_calls_and_writes_
         .expect("plan again");
     let methods: Vec<&str> = replan.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET"], "{replan:#?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_map_to_the_right_errors() {
-    let emulator = emulator(30, pinned()).await;
-    let connection = connect(&emulator, &[], LimitSettings::default());
-    emulator.faults(FaultPlan {
-        rate_limited: 2,
-        retry_after_secs: 9,
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("429");
-    assert_eq!(
-        error.kind,
-        CallErrorKind::Connector(ConnectorFailure::RateLimited {
-            retry_after: Duration::from_secs(9)
-        })
-    );
-    emulator.faults(FaultPlan {
-        server_errors: 1,
-        path_contains: Some("/api/Client".into()),
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("500");
-    assert!(
-        matches!(
-            error.kind,
-            CallErrorKind::Connector(ConnectorFailure::Upstream { status: 500, .. })
-        ),
-        "{error}"
-    );
-    assert!(error.is_transient());
-    emulator.faults(FaultPlan {
-        truncated: 1,
-        path_contains: Some("/api/Client".into()),
-        ..FaultPlan::default()
-    });
-    let error = connection
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("truncated");
-    assert!(
-        matches!(error.kind, CallErrorKind::Connector(ConnectorFailure::Internal(ref m)) if m.contains(&format!("GET {}/api/Client", emulator.base()))),
-        "{error}"
-    );
-    let slow = connect(
-        &emulator,
-        &[],
-        LimitSettings {
-            call_timeout_ms: Some(1_000),
-            ..LimitSettings::default()
-        },
-    );
-    emulator.faults(FaultPlan {
-        slow: 1,
-        slow_ms: 4_000,
-        ..FaultPlan::default()
-    });
-    let error = slow
-        .session()
-        .expect("session")
-        .list_companies(None)
-        .await
-        .expect_err("slow");
-    assert!(
-        matches!(error.kind, CallErrorKind::Timeout { .. }),
-        "{error}"
-    );
-    emulator.faults(FaultPlan::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paging_loops_are_reported_not_followed() {
-    let emulator = emulator(60, pinned()).await;
-    let connection = connect(&emulator, &[("page_size", "10")], LimitSettings::default());
-    for (path, contracts) in [("/api/Client", false), ("/api/RecurringInvoice", true)] {
-        emulator.faults(FaultPlan {
-            paging_loop: true,
-            path_contains: Some(path.into()),
-            ..FaultPlan::default()
-        });
-        let mut session = connection.session().expect("session");
-        let mut cursor: Option<String> = None;
-        let mut error = None;
-        for _ in 0..5 {
-            let result = if contracts {
-                session
-                    .list_contracts(&all_contracts(), cursor.as_deref())
-                    .await
-                    .map(|p| p.next_cursor)
-            } else {
-                session
-                    .list_companies(cursor.as_deref())
-                    .await
-                    .map(|p| p.next_cursor)
-            };
-            match result {
-                Ok(next) => cursor = Some(next.expect("the loop never ends the listing")),
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        let error = error.unwrap_or_else(|| panic!("{path}: the loop was followed"));
-        assert!(
-            matches!(error.kind, CallErrorKind::Connector(ConnectorFailure::Internal(ref m)) if m.contains("does not advance")),
-            "{path}: {error}"
-        );
-    }
-    emulator.faults(FaultPlan::default());
 }

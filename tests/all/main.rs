@@ -11,6 +11,7 @@ mod browser;
 mod conformance;
 mod connector_autotask;
 mod connector_connectwise;
+mod connector_faults;
 mod connector_halopsa;
 mod connector_harness;
 mod connector_huntress;

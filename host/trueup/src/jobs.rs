@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use trueup_store::jobs::{Job, JobId, JobStatus, NewJob, Schedule as StoredSchedule};
 
 use crate::app::{App, AppError, AppEvent};
+use crate::backoff::Backoff;
 use crate::config::ScheduleConfig;
 use crate::schedule::Schedule;
 
@@ -290,10 +291,7 @@ where
 }
 
 fn retry_delay(attempts: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-    FIRST_JOB_RETRY_DELAY
-        .saturating_mul(factor)
-        .min(MAX_JOB_RETRY_DELAY)
+    Backoff::new(FIRST_JOB_RETRY_DELAY, MAX_JOB_RETRY_DELAY).delay(attempts)
 }
 
 /// What one claim did.

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -19,6 +19,8 @@ use trueup_plugin_host::{
     VendorSession,
 };
 
+use crate::backoff::Backoff;
+
 /// Contract ids per `list-services` call (the WIT contract's maximum).
 pub const SERVICES_BATCH: usize = 200;
 
@@ -193,12 +195,8 @@ impl Retrier<'_> {
                 wait
             }
             _ if error.is_transient() && attempt < self.policy.max_attempts => {
-                let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-                let wait = self
-                    .policy
-                    .base_backoff
-                    .saturating_mul(factor)
-                    .min(self.policy.max_backoff);
+                let wait =
+                    Backoff::new(self.policy.base_backoff, self.policy.max_backoff).delay(attempt);
                 self.stats.backoff_wait += wait;
                 tracing::warn!(phase, attempt, ?wait, error = %error, "transient failure; retrying");
                 wait

@@ -17,6 +17,7 @@ use trueup_plugin_host::{
 use trueup_store::outbox::{ApplyResult, OutboxEntry};
 
 use super::{App, AppError, AppEvent};
+use crate::backoff::Backoff;
 
 /// How long a claimed entry stays with its worker before another may take
 /// it over, by default (`[write_back] lease_secs`). Longer than a write's
@@ -71,10 +72,7 @@ fn retry_delay(attempts: u32, failure: &CallErrorKind) -> Duration {
     if let CallErrorKind::Connector(ConnectorFailure::RateLimited { retry_after }) = failure {
         return (*retry_after).max(Duration::from_secs(1));
     }
-    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-    FIRST_RETRY_DELAY
-        .saturating_mul(factor)
-        .min(MAX_RETRY_DELAY)
+    Backoff::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY).delay(attempts)
 }
 
 impl App {
