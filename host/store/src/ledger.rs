@@ -19,9 +19,9 @@ use trueup_core::model::{
 
 use crate::Store;
 use crate::cards::{DECISION_COLUMNS, DecisionRecord, decision_from_row};
-use crate::db::{Row, Value, placeholders, sql};
-use crate::error::{Result, StoreError};
-use crate::reconcile::ReconcileRunId;
+use crate::db::{Value, placeholders, sql};
+use crate::error::Result;
+use crate::reconcile::{ReconcileRunId, card_key};
 use crate::sync::SyncRunId;
 
 /// One card's figures in one month.
@@ -117,16 +117,6 @@ pub struct StateAsOf {
 
 fn month_of(date: NaiveDate) -> NaiveDate {
     date.with_day(1).unwrap_or(date)
-}
-
-fn card_key_col(r: &Row, col: &str) -> Result<CardKey> {
-    let text = r.text(col)?;
-    CardKey::from_hex(&text).ok_or_else(|| StoreError::Corrupt {
-        table: "cards",
-        column: col.to_owned(),
-        expected: "a card key (32 hex digits)",
-        problem: format!("found {text:?}"),
-    })
 }
 
 /// A run's view of a card: (as-of, run id, category, vendor quantity,
@@ -259,7 +249,7 @@ impl Store {
             .await?;
         for r in &cards {
             let as_of = r.date("as_of")?;
-            let key = card_key_col(r, "key")?;
+            let key = card_key(r, "key")?;
             let m = months.entry((month_of(as_of), key)).or_default();
             if m.line.is_none() {
                 m.line = r.opt_text("line_id")?.map(Into::into);

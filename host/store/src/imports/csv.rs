@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use trueup_core::model::{UsageObservation, VendorId};
 
 use crate::Store;
-use crate::db::{Tx, enum_text, instant, json_text, sql};
+use crate::db::{Row, Tx, enum_text, instant, json_text, sql};
 use crate::error::{Result, StoreError};
 use crate::ids::ImportId;
 use crate::usage::{append_observations, new_batch};
@@ -79,6 +79,16 @@ pub struct CsvImport {
     pub imported_at: DateTime<Utc>,
 }
 
+fn profile_from_row(r: &Row) -> Result<CsvProfile> {
+    Ok(CsvProfile {
+        name: r.text("name")?,
+        vendor: r.text("vendor_id")?.into(),
+        definition: r.json("definition")?,
+        updated_by: r.text("updated_by")?,
+        updated_at: r.instant("updated_at")?,
+    })
+}
+
 impl Store {
     /// Creates or replaces a CSV profile. Idempotent.
     ///
@@ -121,16 +131,7 @@ impl Store {
                 .bind(name),
             )
             .await?;
-        row.map(|r| {
-            Ok(CsvProfile {
-                name: r.text("name")?,
-                vendor: r.text("vendor_id")?.into(),
-                definition: r.json("definition")?,
-                updated_by: r.text("updated_by")?,
-                updated_at: r.instant("updated_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(profile_from_row).transpose()
     }
 
     /// Every saved CSV profile, by name.
@@ -146,17 +147,7 @@ impl Store {
                 "SELECT name, vendor_id, definition, updated_by, updated_at FROM csv_profiles ORDER BY name",
             ))
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CsvProfile {
-                    name: r.text("name")?,
-                    vendor: r.text("vendor_id")?.into(),
-                    definition: r.json("definition")?,
-                    updated_by: r.text("updated_by")?,
-                    updated_at: r.instant("updated_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(profile_from_row).collect()
     }
 
     /// Records a CSV import. With no errors (`errors` is JSON `null` or an

@@ -379,8 +379,8 @@ pub(super) const SUMMARY_COLUMNS: &str = "c.run_id, c.position, c.key, c.categor
      c.variance, c.unit_price, c.unit_cost, c.price_before, c.cost_before, c.margin_before, \
      c.price_after, c.cost_after, c.margin_after, c.money_delta, c.effective_date, c.fingerprint";
 
-/// The card key in column `col`.
-pub(super) fn card_key(r: &Row, col: &str) -> Result<CardKey> {
+/// The card key in column `col` of a `cards` row.
+pub(crate) fn card_key(r: &Row, col: &str) -> Result<CardKey> {
     let text = r.text(col)?;
     CardKey::from_hex(&text).ok_or_else(|| StoreError::Corrupt {
         table: "cards",

@@ -29,3 +29,5 @@ pub use crate::ids::ReconcileRunId;
 pub use history::CardHistoryEntry;
 pub use listing::{CardFilter, CardGroup, CardPage, CardSummary, GroupBy, MAX_PAGE_SIZE};
 pub use runs::{NewReconcileRun, ReconcileRun};
+
+pub(crate) use card_rows::card_key;

@@ -308,16 +308,7 @@ impl Store {
             ))
             .await?
             .iter()
-            .map(|r| {
-                Ok(Company {
-                    id: r.text("id")?.into(),
-                    name: r.text("name")?,
-                    identifier: r.opt_text("identifier")?,
-                    domains: r.json("domains")?,
-                    status: r.enum_value("status", "active or inactive")?,
-                    account_links: r.json::<Vec<AccountRef>>("account_links")?,
-                })
-            })
+            .map(company_from_row)
             .collect::<Result<Vec<_>>>()?;
         let contracts = tx
             .fetch_all(sql(
@@ -401,19 +392,19 @@ impl Store {
                 "SELECT id, name, identifier, domains, status, account_links FROM psa_companies ORDER BY id",
             ))
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Company {
-                    id: r.text("id")?.into(),
-                    name: r.text("name")?,
-                    identifier: r.opt_text("identifier")?,
-                    domains: r.json("domains")?,
-                    status: r.enum_value("status", "active or inactive")?,
-                    account_links: r.json::<Vec<AccountRef>>("account_links")?,
-                })
-            })
-            .collect()
+        rows.iter().map(company_from_row).collect()
     }
+}
+
+fn company_from_row(r: &Row) -> Result<Company> {
+    Ok(Company {
+        id: r.text("id")?.into(),
+        name: r.text("name")?,
+        identifier: r.opt_text("identifier")?,
+        domains: r.json("domains")?,
+        status: r.enum_value("status", "active or inactive")?,
+        account_links: r.json::<Vec<AccountRef>>("account_links")?,
+    })
 }
 
 fn line_from_row(r: &Row) -> Result<ServiceLine> {
