@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use crate::error::GrantError;
 use crate::manifest::PluginManifest;
 // The patterns and networks grants are written in; re-exported where they
 // were first published.
@@ -33,16 +34,6 @@ pub struct Grants {
     /// Secrets the plugin may use.
     #[serde(default)]
     pub secrets: Vec<String>,
-}
-
-/// Grants that do not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("trueup.toml [plugins.{plugin:?}.grants]: {problem}")]
-pub struct GrantError {
-    /// The plugin id.
-    pub plugin: String,
-    /// What is wrong.
-    pub problem: String,
 }
 
 /// Why a request or secret was refused: the message says how to fix it.

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use crate::error::EngineError;
 use crate::limits::{
     EPOCH_TICK, MAX_COMPONENT_INSTANCE_BYTES, MAX_CONCURRENT_INSTANCES,
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT, MAX_MEMORY_MIB, MAX_WASM_STACK,
@@ -40,22 +41,6 @@ pub struct EngineSettings {
     pub pooling: Pooling,
     /// Where compiled components are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
-}
-
-/// The engine could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// wasmtime refused the configuration.
-    #[error("could not configure the WebAssembly engine: {0}")]
-    Config(String),
-    /// The cache directory is unusable.
-    #[error("the compiled-plugin cache {path} is not usable: {reason}")]
-    Cache {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// The shared engine, its ticker and its instance slots.

@@ -1,13 +1,68 @@
-//! Errors of the plugin host. Every error says which plugin (id and
-//! version) and which export, what happened, and how to fix it.
+//! Errors of the plugin host, all in one place at the bottom of the crate.
+//! Every error says which plugin (id and version) and which export, what
+//! happened, and how to fix it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::capabilities::GrantError;
-use crate::engine::EngineError;
-use crate::inspect::InspectError;
-use crate::manifest::{ManifestError, PluginKind};
+use crate::types::{PACKAGE, PluginKind};
+
+/// A `plugin.toml` that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {problem}")]
+pub struct ManifestError {
+    /// The manifest's path.
+    pub file: PathBuf,
+    /// What is wrong, naming the field.
+    pub problem: String,
+}
+
+/// Grants that do not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trueup.toml [plugins.{plugin:?}.grants]: {problem}")]
+pub struct GrantError {
+    /// The plugin id.
+    pub plugin: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Why a component could not be inspected or is not a connector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// Not a valid WebAssembly binary.
+    #[error("not a WebAssembly binary: {0}")]
+    Malformed(String),
+    /// A core module, not a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build it with scripts/setup (or `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// Exports neither connector interface.
+    #[error(
+        "the component exports no {PACKAGE} interface (exports: {exports}); is it a Trueup connector?"
+    )]
+    NotAConnector {
+        /// What it does export.
+        exports: String,
+    },
+}
+
+/// The engine could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the configuration.
+    #[error("could not configure the WebAssembly engine: {0}")]
+    Config(String),
+    /// The cache directory is unusable.
+    #[error("the compiled-plugin cache {path} is not usable: {reason}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// A plugin that cannot be loaded.
 #[derive(Debug, thiserror::Error)]

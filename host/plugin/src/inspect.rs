@@ -7,10 +7,9 @@
 
 use wasmtime::wasmparser::{Encoding, Parser, Payload};
 
-use crate::manifest::PluginKind;
-
-/// The WIT package every connector implements.
-pub const PACKAGE: &str = "trueup:connector";
+pub use crate::error::InspectError;
+pub use crate::types::PACKAGE;
+use crate::types::PluginKind;
 
 /// What a component imports and exports, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,27 +18,6 @@ pub struct ComponentInterface {
     pub imports: Vec<String>,
     /// Top-level export names, e.g. `trueup:connector/psa@0.1.0`.
     pub exports: Vec<String>,
-}
-
-/// Why a component could not be inspected or is not a connector.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InspectError {
-    /// Not a valid WebAssembly binary.
-    #[error("not a WebAssembly binary: {0}")]
-    Malformed(String),
-    /// A core module, not a component.
-    #[error(
-        "this is a core WebAssembly module, not a component; build it with scripts/setup (or `wasm-tools component new`)"
-    )]
-    CoreModule,
-    /// Exports neither connector interface.
-    #[error(
-        "the component exports no {PACKAGE} interface (exports: {exports}); is it a Trueup connector?"
-    )]
-    NotAConnector {
-        /// What it does export.
-        exports: String,
-    },
 }
 
 /// Lists the component's top-level imports and exports.

@@ -3,18 +3,17 @@
 //!
 //! The modules read bottom-up; each uses only those listed before it.
 //!
-//! - [`types`], [`limits`]: what a connector returns, and every limit,
-//!   named and documented.
+//! - [`types`], [`limits`], [`error`]: the contract's vocabulary and what a
+//!   connector returns; every limit, named and documented; every error.
 //! - [`secrets`]: secret values, the handles guests get, their encodings
 //!   and redaction.
 //! - [`network`]: allowed-host patterns, IP networks, non-public addresses.
-//! - [`manifest`]: `plugin.toml`, parsed strictly.
-//! - [`capabilities`]: what a plugin declares AND the admin grants.
-//! - [`inspect`], [`engine`], [`error`]: a component's interface read
-//!   before linking; the one wasmtime engine, epoch ticker, pooling and
-//!   compile cache; the errors of loading and calling.
 //! - [`wit`]: one module per supported WIT version (bindings and
 //!   conversions).
+//! - [`manifest`]: `plugin.toml`, parsed strictly.
+//! - [`capabilities`]: what a plugin declares AND the admin grants.
+//! - [`inspect`], [`engine`]: a component's interface read before linking;
+//!   the one wasmtime engine, epoch ticker, pooling and compile cache.
 //! - [`host`], [`http`]: a store's state and the host side of the imports.
 //! - [`plugin`]: loading into a [`LoadedPlugin`] with an `InstancePre`.
 //! - [`session`]: calls under deadlines, CPU budget and memory cap, with
@@ -40,11 +39,11 @@ pub use capabilities::{EffectiveCapabilities, Grants};
 pub use engine::{EngineSettings, PluginEngine, Pooling};
 pub use error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 pub use host::{ProgressReport, ProgressSink, SessionOptions};
-pub use manifest::{PluginKind, PluginManifest};
+pub use manifest::PluginManifest;
 pub use plugin::{LoadedPlugin, PluginSettings};
 pub use secrets::{PluginSecrets, SecretValue};
 pub use session::{CallStats, PsaSession, Session, VendorSession, World};
 pub use types::{
-    ChangePolicy, ConnectorDescription, ContractFilter, Page, PlannedCall, QuantityChange,
-    WriteOutcome,
+    ChangePolicy, ConnectorDescription, ContractFilter, Page, PlannedCall, PluginKind,
+    QuantityChange, WriteOutcome,
 };

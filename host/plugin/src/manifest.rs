@@ -31,55 +31,19 @@
 //! Unknown fields are refused, and every error names the file and the field.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::ManifestError;
 use crate::limits::{LimitSettings, MAX_PLUGIN_ID_LEN};
 use crate::network::HostPattern;
+pub use crate::types::PluginKind;
 
 /// The file name Trueup looks for beside a component.
 pub const MANIFEST_FILE: &str = "plugin.toml";
 /// The component file name when `component` is not given.
 pub const DEFAULT_COMPONENT_FILE: &str = "plugin.wasm";
-
-/// Which world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginKind {
-    /// `psa-connector`: companies, contracts, recurring services, write-back.
-    Psa,
-    /// `vendor-connector`: accounts and usage.
-    Vendor,
-}
-
-impl PluginKind {
-    /// The WIT world's name.
-    pub fn world(self) -> &'static str {
-        match self {
-            PluginKind::Psa => "psa-connector",
-            PluginKind::Vendor => "vendor-connector",
-        }
-    }
-
-    /// The exported interface's name.
-    pub fn interface(self) -> &'static str {
-        match self {
-            PluginKind::Psa => "psa",
-            PluginKind::Vendor => "vendor",
-        }
-    }
-}
-
-impl fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PluginKind::Psa => "psa",
-            PluginKind::Vendor => "vendor",
-        })
-    }
-}
 
 /// One `[config.<key>]` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,16 +115,6 @@ pub struct PluginManifest {
     /// Limits it asks for.
     #[serde(default)]
     pub limits: LimitSettings,
-}
-
-/// A `plugin.toml` that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {problem}")]
-pub struct ManifestError {
-    /// The manifest's path.
-    pub file: PathBuf,
-    /// What is wrong, naming the field.
-    pub problem: String,
 }
 
 fn is_plugin_id(id: &str) -> bool {

@@ -18,7 +18,8 @@ use crate::error::LoadError;
 use crate::host::{HostState, PluginContext};
 use crate::inspect::{self, ComponentInterface};
 use crate::limits::{EffectiveLimits, LimitSettings, MAX_COMPONENT_BYTES};
-use crate::manifest::{MANIFEST_FILE, PluginKind, PluginManifest};
+use crate::manifest::{MANIFEST_FILE, PluginManifest};
+use crate::types::PluginKind;
 use crate::wit::ApiVersion;
 use crate::wit::since_v0_1_0::{psa, vendor};
 

@@ -23,10 +23,10 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 use crate::host::{CallState, HostState, SessionOptions, StopReason};
-use crate::manifest::PluginKind;
 use crate::plugin::{LoadedPlugin, PluginPre};
 use crate::types::{
-    ConnectorDescription, ContractFilter, Page, PlannedCall, QuantityChange, WriteOutcome,
+    ConnectorDescription, ContractFilter, Page, PlannedCall, PluginKind, QuantityChange,
+    WriteOutcome,
 };
 use crate::wit::since_v0_1_0::{self as v0_1, psa, types, vendor};
 

@@ -1,10 +1,53 @@
-//! What a connector returns, independent of the WIT version it was built
-//! for. Records are the core model's types; these are the envelopes.
+//! The contract's vocabulary, independent of the WIT version a plugin was
+//! built for: the package and its two worlds, and what a connector returns
+//! (records are the core model's types; these are the envelopes).
+
+use std::fmt;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use trueup_core::model::ServiceLine;
+
+/// The WIT package every connector implements.
+pub const PACKAGE: &str = "trueup:connector";
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// `psa-connector`: companies, contracts, recurring services, write-back.
+    Psa,
+    /// `vendor-connector`: accounts and usage.
+    Vendor,
+}
+
+impl PluginKind {
+    /// The WIT world's name.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Psa => "psa-connector",
+            PluginKind::Vendor => "vendor-connector",
+        }
+    }
+
+    /// The exported interface's name.
+    pub fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Psa => "psa",
+            PluginKind::Vendor => "vendor",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PluginKind::Psa => "psa",
+            PluginKind::Vendor => "vendor",
+        })
+    }
+}
 
 /// A page of a listing and the cursor to the next one.
 #[derive(Debug, Clone, PartialEq)]
