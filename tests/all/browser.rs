@@ -20,7 +20,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use trueup::app::App;
 use trueup::auth::Role;
 use trueup::demo;
-use trueup::web::Workers;
+use trueup::server::Workers;
 use trueup_core::card::CardKey;
 
 use crate::support::repo_root;

@@ -1,4 +1,4 @@
-//! The push API over real HTTP (`trueup::ingest::serve_with_debounce`, what
+//! The push API over real HTTP (`trueup::server::serve_with_debounce`, what
 //! `trueup serve` runs, on 127.0.0.1:0 over SQLite in a temporary
 //! directory): key authentication (missing, wrong, revoked), unmapped
 //! accounts refused with a message and nothing stored, the per-key rate
@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use trueup::app::App;
 use trueup::auth::Role;
 use trueup::config::{Config, RulesConfig, StoreConfig};
-use trueup::ingest::DebounceSettings;
+use trueup::app::debounce::DebounceSettings;
 use trueup::ingest::push::{self, NewPushIntegration};
 use trueup_core::model::VendorId;
 use trueup_store::mappings::MappingOverride;
@@ -67,7 +67,7 @@ async fn serve(app: &App, debounce: DebounceSettings) -> String {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let served = app.clone();
     tokio::spawn(async move {
-        trueup::ingest::serve_with_debounce(
+        trueup::server::serve_with_debounce(
             served,
             listener,
             NO_WORKERS,

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use trueup::app::App;
 use trueup::auth::Role;
 use trueup::demo;
-use trueup::web::Workers;
+use trueup::server::Workers;
 use trueup_core::card::{CardCategory, ServiceCard, totals};
 
 use crate::support::repo_root;

@@ -14,7 +14,8 @@ use axum::http::Method;
 use trueup::app::App;
 use trueup::auth::{Role, hash_password, new_api_token};
 use trueup::config::{Config, PluginEntry, RulesConfig, StoreConfig};
-use trueup::web::{self, Access, Workers};
+use trueup::server::Workers;
+use trueup::web::{self, Access};
 use trueup_plugin_host::Grants;
 
 use crate::support::{plugin_dir, repo_root};
@@ -37,7 +38,7 @@ pub async fn serve(app: App, workers: Workers, dir: Option<tempfile::TempDir>) -
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let served = app.clone();
     tokio::spawn(async move {
-        web::serve(served, listener, workers, std::future::pending())
+        trueup::server::serve_web(served, listener, workers, std::future::pending())
             .await
             .expect("serve");
     });

@@ -37,7 +37,8 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use trueup::app::App;
 use trueup::auth::{Role, hash_password, new_api_token};
 use trueup::config::{Config, PsaConfig, RulesConfig, StoreConfig};
-use trueup::web::{self, Workers};
+use trueup::server::{self, Workers};
+use trueup::web;
 use trueup_core::model::AccountMappingStatus;
 use trueup_core::synth::{SERVICES_PER_COMPANY, SynthConfig, generate};
 use trueup_store::mappings::MappingOverride;
@@ -230,7 +231,7 @@ async fn set_up(data_dir: &std::path::Path) -> Fallible<Target> {
             scheduler: false,
             write_back: false,
         };
-        if let Err(error) = web::serve(served, listener, workers, std::future::pending()).await {
+        if let Err(error) = server::serve_web(served, listener, workers, std::future::pending()).await {
             eprintln!("the server stopped: {error}");
         }
     });

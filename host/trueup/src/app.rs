@@ -6,6 +6,7 @@
 //! `trueup-core`, persistence in `trueup-store`, sandboxing in
 //! `trueup-plugin-host`, rules in `trueup-rules`.
 
+pub mod debounce;
 pub mod decide;
 pub mod reconcile;
 pub mod sync;
@@ -144,6 +145,8 @@ struct Inner {
     clock: Clock,
     events: broadcast::Sender<AppEvent>,
     worker_id: String,
+    /// The reconcile debouncer the server started for this app, if any.
+    debouncer: debounce::Slot,
 }
 
 /// The application. Cheap to clone; clones share everything.
@@ -197,6 +200,7 @@ impl App {
                 clock,
                 events,
                 worker_id,
+                debouncer: debounce::Slot::default(),
             }),
         };
         app.ensure_rules().await?;
@@ -233,6 +237,12 @@ impl App {
     /// This process's worker id (for leases).
     pub fn worker_id(&self) -> &str {
         &self.inner.worker_id
+    }
+
+    /// Where the app's reconcile debouncer is reached (see
+    /// [`debounce::mark_usage_changed`]).
+    pub(crate) fn debouncer_slot(&self) -> &debounce::Slot {
+        &self.inner.debouncer
     }
 
     /// Subscribes to live events.

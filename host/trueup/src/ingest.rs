@@ -5,11 +5,12 @@
 //! Each source belongs to a vendor integration of its own
 //! ([`UsageSource::Push`] or [`UsageSource::Csv`]): the usage of a vendor
 //! never comes from two kinds of source, so a push can never double a
-//! synced count. Stored usage asks the [`Debouncer`] for a reconcile; a
-//! burst of pushes makes one reconcile, not one per request.
+//! synced count. Stored usage asks the app's
+//! [`Debouncer`](crate::app::debounce::Debouncer) for a reconcile; a burst
+//! of pushes makes one reconcile, not one per request. The server
+//! (`crate::server`) mounts the push API and runs the debouncer.
 
 pub mod csv;
-pub mod debounce;
 pub mod push;
 
 use std::str::FromStr;
@@ -18,68 +19,13 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use trueup_core::model::{UsageSource, VendorId, VendorIntegration};
 
-pub use debounce::{DebounceSettings, Debouncer, mark_usage_changed};
-
 use crate::app::{App, AppError};
-use crate::web::{self, Mount, Workers};
 
 /// Longest vendor integration id or CSV profile name.
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Longest account id, SKU id, SKU name or unit accepted from a vendor.
 pub const MAX_VALUE_LEN: usize = 256;
-
-/// The routes this module serves beside the web API: the push API
-/// ([`push::router`], authenticated by push keys) with its OpenAPI
-/// fragment, merged into `/api/openapi.json`.
-pub fn mounts(app: &App) -> Vec<Mount> {
-    vec![Mount {
-        router: push::router(app.clone()),
-        openapi: Some(push::OPENAPI_FRAGMENT),
-    }]
-}
-
-/// [`web::serve_with`] with the [`mounts`] of this module and a reconcile
-/// [`Debouncer`] for `app` (default settings): what `trueup serve` and
-/// `trueup demo` run. When `shutdown` resolves and the server has stopped,
-/// a reconcile in progress finishes; a pending one is left to the next
-/// reconcile (the usage is stored).
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve(
-    app: App,
-    listener: tokio::net::TcpListener,
-    workers: Workers,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with_debounce(
-        app,
-        listener,
-        workers,
-        DebounceSettings::default(),
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve`] with given debounce settings (tests use a short window).
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve_with_debounce(
-    app: App,
-    listener: tokio::net::TcpListener,
-    workers: Workers,
-    debounce: DebounceSettings,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let debouncer = Debouncer::start_with(&app, debounce);
-    let mounts = mounts(&app);
-    let served = web::serve_with(app, listener, workers, mounts, shutdown).await;
-    debouncer.shutdown().await;
-    served
-}
 
 /// Checks a vendor integration id or profile name: 1 to [`MAX_NAME_LEN`]
 /// characters, ASCII letters, digits, `-`, `_` or `.`, starting with a

@@ -11,9 +11,10 @@
 //! SameSite=Strict, Secure when `[server] secure_cookies`) or API tokens
 //! (`Authorization: Bearer tu_...`); a CSRF token in `X-CSRF-Token` on
 //! every state-changing request made with a session cookie; roles viewer <
-//! approver < admin; login lockout after repeated failures. Responses
-//! carry a strict CSP (`default-src 'self'`, no inline script),
-//! `X-Frame-Options: DENY`, `nosniff` and `Referrer-Policy: no-referrer`.
+//! approver < admin; login lockout after repeated failures. The server
+//! (`crate::server`) serves this router and puts the request id, the
+//! access log and the security headers (a strict CSP, `X-Frame-Options:
+//! DENY`, `nosniff`, `Referrer-Policy: no-referrer`) around it.
 
 pub mod admin;
 pub mod auth;
@@ -23,14 +24,12 @@ pub mod events;
 pub mod metrics;
 pub mod pages;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
@@ -38,22 +37,12 @@ use serde::Serialize;
 
 use crate::app::{App, AppEvent};
 use crate::auth::Role;
+use crate::lock::lock;
 pub use error::{ApiError, ApiResult};
 
 /// The OpenAPI document served at `/api/openapi.json` (hand-written; a
 /// test checks it lists exactly the routes of [`route_table`]).
 pub const OPENAPI: &str = include_str!("web/openapi.json");
-
-/// Header carrying the request id (taken from the client when it is a
-/// short token, generated otherwise).
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The longest client-supplied request id kept.
-const MAX_REQUEST_ID_LEN: usize = 64;
-
-/// The Content-Security-Policy of every response.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,7 +94,9 @@ pub(crate) struct Shared {
     /// tags, notes, reconciles, write-backs): cached card answers of an
     /// older generation are not served.
     pub(crate) generation: AtomicU64,
-    pub(crate) openapi: std::sync::RwLock<serde_json::Value>,
+    /// The served OpenAPI document (this API's, with what is served beside
+    /// it added at startup).
+    pub(crate) openapi: Mutex<serde_json::Value>,
 }
 
 impl AppState {
@@ -123,7 +114,7 @@ impl AppState {
                 auth: auth::AuthState::new(secure),
                 cards: cards::CardsCache::default(),
                 generation: AtomicU64::new(0),
-                openapi: std::sync::RwLock::new(
+                openapi: Mutex::new(
                     serde_json::from_str(OPENAPI).unwrap_or(serde_json::Value::Null),
                 ),
             }),
@@ -148,6 +139,16 @@ impl AppState {
     /// Notes that cards may have changed (expires cached card answers).
     pub fn changed(&self) {
         self.shared.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the OpenAPI document of routes served beside this API (the
+    /// push API) to the one served at `/api/openapi.json` (see
+    /// [`merge_openapi`]).
+    pub fn add_openapi(&self, fragment: &str) {
+        match serde_json::from_str::<serde_json::Value>(fragment) {
+            Ok(doc) => merge_openapi(&mut lock(&self.shared.openapi), &doc),
+            Err(error) => tracing::error!(%error, "a mounted OpenAPI document is not JSON"),
+        }
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -225,60 +226,60 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/session", VIEWER, "Who is logged in, with the CSRF token", get(auth::me))
         .add(M::DELETE, "/api/v1/session", VIEWER, "Log out", delete(auth::logout))
         // Runs and cards.
-        .add(M::GET, "/api/v1/runs", VIEWER, "Reconcile runs, newest first", get(cards::runs))
-        .add(M::GET, "/api/v1/cards", VIEWER, "A page of cards, filtered", get(cards::list))
-        .add(M::GET, "/api/v1/cards/totals", VIEWER, "Counts and money of the filtered cards", get(cards::totals))
-        .add(M::GET, "/api/v1/cards/groups", VIEWER, "The filtered cards grouped, with totals per group", get(cards::groups))
-        .add(M::GET, "/api/v1/cards/export.csv", VIEWER, "The filtered cards as CSV", get(cards::export_csv))
-        .add(M::POST, "/api/v1/cards/reopen", APPROVER, "Set cards back to open (undo a decision)", post(cards::reopen))
-        .add(M::GET, "/api/v1/cards/{key}", VIEWER, "One card in full: usage rows, trace, money, state, decisions, notes, write-back", get(cards::detail))
-        .add(M::GET, "/api/v1/cards/{key}/history", VIEWER, "The card in every run that had it", get(cards::history))
-        .add(M::POST, "/api/v1/cards/{key}/plan", APPROVER, "Dry run: the exact PSA calls approving (or adjusting) the card would make", post(cards::plan))
-        .add(M::POST, "/api/v1/cards/{key}/notes", APPROVER, "Add a note to a card", post(cards::add_note))
-        .add(M::POST, "/api/v1/decisions", APPROVER, "Approve, adjust, dismiss, snooze or exclude cards (one or many)", post(cards::decide))
-        .add(M::GET, "/api/v1/tags", VIEWER, "Tags in use with their card counts", get(cards::tags))
-        .add(M::POST, "/api/v1/tags", APPROVER, "Tag cards", post(cards::tag))
-        .add(M::POST, "/api/v1/tags/remove", APPROVER, "Remove a tag from cards", post(cards::untag))
-        .add(M::GET, "/api/v1/outbox", VIEWER, "Write-backs and their progress", get(cards::outbox))
+        .add(M::GET, "/api/v1/runs", VIEWER, "Reconcile runs, newest first", get(cards::runs::runs))
+        .add(M::GET, "/api/v1/cards", VIEWER, "A page of cards, filtered", get(cards::list::list))
+        .add(M::GET, "/api/v1/cards/totals", VIEWER, "Counts and money of the filtered cards", get(cards::list::totals))
+        .add(M::GET, "/api/v1/cards/groups", VIEWER, "The filtered cards grouped, with totals per group", get(cards::list::groups))
+        .add(M::GET, "/api/v1/cards/export.csv", VIEWER, "The filtered cards as CSV", get(cards::export::export_csv))
+        .add(M::POST, "/api/v1/cards/reopen", APPROVER, "Set cards back to open (undo a decision)", post(cards::actions::reopen))
+        .add(M::GET, "/api/v1/cards/{key}", VIEWER, "One card in full: usage rows, trace, money, state, decisions, notes, write-back", get(cards::detail::detail))
+        .add(M::GET, "/api/v1/cards/{key}/history", VIEWER, "The card in every run that had it", get(cards::history::history))
+        .add(M::POST, "/api/v1/cards/{key}/plan", APPROVER, "Dry run: the exact PSA calls approving (or adjusting) the card would make", post(cards::actions::plan))
+        .add(M::POST, "/api/v1/cards/{key}/notes", APPROVER, "Add a note to a card", post(cards::actions::add_note))
+        .add(M::POST, "/api/v1/decisions", APPROVER, "Approve, adjust, dismiss, snooze or exclude cards (one or many)", post(cards::actions::decide))
+        .add(M::GET, "/api/v1/tags", VIEWER, "Tags in use with their card counts", get(cards::actions::tags))
+        .add(M::POST, "/api/v1/tags", APPROVER, "Tag cards", post(cards::actions::tag))
+        .add(M::POST, "/api/v1/tags/remove", APPROVER, "Remove a tag from cards", post(cards::actions::untag))
+        .add(M::GET, "/api/v1/outbox", VIEWER, "Write-backs and their progress", get(cards::runs::outbox))
         // History and audit.
-        .add(M::GET, "/api/v1/history/companies/{company}", VIEWER, "A customer's cards month over month", get(cards::company_history))
-        .add(M::GET, "/api/v1/history/lines/{line}", VIEWER, "A PSA line month over month", get(cards::line_history))
-        .add(M::GET, "/api/v1/audit", VIEWER, "The audit log, newest first", get(admin::audit))
+        .add(M::GET, "/api/v1/history/companies/{company}", VIEWER, "A customer's cards month over month", get(cards::history::company_history))
+        .add(M::GET, "/api/v1/history/lines/{line}", VIEWER, "A PSA line month over month", get(cards::history::line_history))
+        .add(M::GET, "/api/v1/audit", VIEWER, "The audit log, newest first", get(admin::audit::audit))
         // Mappings.
-        .add(M::GET, "/api/v1/companies", VIEWER, "The PSA's companies", get(admin::companies))
-        .add(M::GET, "/api/v1/mappings/accounts", VIEWER, "Vendor accounts: mapped, unmapped, excluded, with suggestions", get(admin::accounts))
-        .add(M::POST, "/api/v1/mappings/accounts", ADMIN, "Map a vendor account to a company, or exclude it", post(admin::map_account))
-        .add(M::DELETE, "/api/v1/mappings/accounts/{vendor}/{account}", ADMIN, "Remove a manual mapping (matching decides again)", delete(admin::unmap_account))
-        .add(M::GET, "/api/v1/mappings/skus", VIEWER, "The SKU table", get(admin::skus))
-        .add(M::PUT, "/api/v1/mappings/skus", ADMIN, "Set a SKU table entry", put(admin::put_sku))
-        .add(M::DELETE, "/api/v1/mappings/skus/{vendor}/{sku}/{product}", ADMIN, "Remove a SKU table entry", delete(admin::delete_sku))
+        .add(M::GET, "/api/v1/companies", VIEWER, "The PSA's companies", get(admin::mappings::companies))
+        .add(M::GET, "/api/v1/mappings/accounts", VIEWER, "Vendor accounts: mapped, unmapped, excluded, with suggestions", get(admin::mappings::accounts))
+        .add(M::POST, "/api/v1/mappings/accounts", ADMIN, "Map a vendor account to a company, or exclude it", post(admin::mappings::map_account))
+        .add(M::DELETE, "/api/v1/mappings/accounts/{vendor}/{account}", ADMIN, "Remove a manual mapping (matching decides again)", delete(admin::mappings::unmap_account))
+        .add(M::GET, "/api/v1/mappings/skus", VIEWER, "The SKU table", get(admin::mappings::skus))
+        .add(M::PUT, "/api/v1/mappings/skus", ADMIN, "Set a SKU table entry", put(admin::mappings::put_sku))
+        .add(M::DELETE, "/api/v1/mappings/skus/{vendor}/{sku}/{product}", ADMIN, "Remove a SKU table entry", delete(admin::mappings::delete_sku))
         // Integrations, syncs, jobs, schedules, live events.
-        .add(M::GET, "/api/v1/integrations", ADMIN, "Installed plugins: manifest, capabilities, config, secret names, sync health", get(admin::integrations))
-        .add(M::GET, "/api/v1/integrations/{plugin}", ADMIN, "One installed plugin", get(admin::integration))
-        .add(M::PUT, "/api/v1/integrations/{plugin}/secrets/{name}", ADMIN, "Set a plugin secret (write-only)", put(admin::set_secret))
-        .add(M::GET, "/api/v1/sync/health", VIEWER, "Per source: the latest run and the latest successful run", get(admin::sync_health))
-        .add(M::POST, "/api/v1/syncs", ADMIN, "Sync now (quick: sources; full: sources then reconcile) as a job", post(admin::sync_now))
-        .add(M::POST, "/api/v1/reconcile", ADMIN, "Reconcile now, as a job", post(admin::reconcile_now))
-        .add(M::GET, "/api/v1/jobs", VIEWER, "Jobs, newest first", get(admin::jobs))
-        .add(M::GET, "/api/v1/jobs/{id}", VIEWER, "One job", get(admin::job))
-        .add(M::GET, "/api/v1/schedules", VIEWER, "Schedules", get(admin::schedules))
-        .add(M::PUT, "/api/v1/schedules/{name}", ADMIN, "Create or change a schedule", put(admin::put_schedule))
-        .add(M::DELETE, "/api/v1/schedules/{name}", ADMIN, "Delete a schedule", delete(admin::delete_schedule))
+        .add(M::GET, "/api/v1/integrations", ADMIN, "Installed plugins: manifest, capabilities, config, secret names, sync health", get(admin::integrations::integrations))
+        .add(M::GET, "/api/v1/integrations/{plugin}", ADMIN, "One installed plugin", get(admin::integrations::integration))
+        .add(M::PUT, "/api/v1/integrations/{plugin}/secrets/{name}", ADMIN, "Set a plugin secret (write-only)", put(admin::integrations::set_secret))
+        .add(M::GET, "/api/v1/sync/health", VIEWER, "Per source: the latest run and the latest successful run", get(admin::integrations::sync_health))
+        .add(M::POST, "/api/v1/syncs", ADMIN, "Sync now (quick: sources; full: sources then reconcile) as a job", post(admin::jobs::sync_now))
+        .add(M::POST, "/api/v1/reconcile", ADMIN, "Reconcile now, as a job", post(admin::jobs::reconcile_now))
+        .add(M::GET, "/api/v1/jobs", VIEWER, "Jobs, newest first", get(admin::jobs::jobs))
+        .add(M::GET, "/api/v1/jobs/{id}", VIEWER, "One job", get(admin::jobs::job))
+        .add(M::GET, "/api/v1/schedules", VIEWER, "Schedules", get(admin::jobs::schedules))
+        .add(M::PUT, "/api/v1/schedules/{name}", ADMIN, "Create or change a schedule", put(admin::jobs::put_schedule))
+        .add(M::DELETE, "/api/v1/schedules/{name}", ADMIN, "Delete a schedule", delete(admin::jobs::delete_schedule))
         .add(M::GET, "/api/v1/events", VIEWER, "Live events (Server-Sent Events): sync progress, jobs, reconciles, write-backs", get(events::stream))
         // Rules.
-        .add(M::GET, "/api/v1/rules", VIEWER, "The active rules and every version", get(admin::rules))
-        .add(M::GET, "/api/v1/rules/versions/{checksum}", VIEWER, "One rule version's source", get(admin::rule_version))
-        .add(M::POST, "/api/v1/rules/check", ADMIN, "Compile a draft and run its tests", post(admin::check_rules))
-        .add(M::POST, "/api/v1/rules/dry-run", ADMIN, "Reconcile current data under a draft and under the active rules; the cards that differ", post(admin::dry_run_rules))
-        .add(M::POST, "/api/v1/rules/explain", ADMIN, "Explain how rules map one SKU of one account", post(admin::explain_rules))
-        .add(M::POST, "/api/v1/rules/activate", ADMIN, "Validate and activate a new rule version", post(admin::activate_rules))
+        .add(M::GET, "/api/v1/rules", VIEWER, "The active rules and every version", get(admin::rules::rules))
+        .add(M::GET, "/api/v1/rules/versions/{checksum}", VIEWER, "One rule version's source", get(admin::rules::rule_version))
+        .add(M::POST, "/api/v1/rules/check", ADMIN, "Compile a draft and run its tests", post(admin::rules::check_rules))
+        .add(M::POST, "/api/v1/rules/dry-run", ADMIN, "Reconcile current data under a draft and under the active rules; the cards that differ", post(admin::rules::dry_run_rules))
+        .add(M::POST, "/api/v1/rules/explain", ADMIN, "Explain how rules map one SKU of one account", post(admin::rules::explain_rules))
+        .add(M::POST, "/api/v1/rules/activate", ADMIN, "Validate and activate a new rule version", post(admin::rules::activate_rules))
         // Users and API tokens.
-        .add(M::GET, "/api/v1/users", ADMIN, "Users", get(admin::users))
-        .add(M::POST, "/api/v1/users", ADMIN, "Create a user (a generated password is shown once)", post(admin::create_user))
-        .add(M::PATCH, "/api/v1/users/{username}", ADMIN, "Change a user's role, password or disabled flag", patch(admin::update_user))
-        .add(M::GET, "/api/v1/tokens", ADMIN, "API tokens (never their values)", get(admin::tokens))
-        .add(M::POST, "/api/v1/tokens", ADMIN, "Create an API token (its value is shown once)", post(admin::create_token))
-        .add(M::DELETE, "/api/v1/tokens/{id}", ADMIN, "Revoke an API token", delete(admin::revoke_token))
+        .add(M::GET, "/api/v1/users", ADMIN, "Users", get(admin::users::users))
+        .add(M::POST, "/api/v1/users", ADMIN, "Create a user (a generated password is shown once)", post(admin::users::create_user))
+        .add(M::PATCH, "/api/v1/users/{username}", ADMIN, "Change a user's role, password or disabled flag", patch(admin::users::update_user))
+        .add(M::GET, "/api/v1/tokens", ADMIN, "API tokens (never their values)", get(admin::tokens::tokens))
+        .add(M::POST, "/api/v1/tokens", ADMIN, "Create an API token (its value is shown once)", post(admin::tokens::create_token))
+        .add(M::DELETE, "/api/v1/tokens/{id}", ADMIN, "Revoke an API token", delete(admin::tokens::revoke_token))
 }
 
 /// Every route of the server with its access, in declaration order.
@@ -286,45 +287,15 @@ pub fn route_table() -> Vec<RouteInfo> {
     routes().table
 }
 
-/// Routes another module serves beside the API (e.g. the push API of
-/// `crate::ingest::push`), with their own authentication, and their
-/// OpenAPI document, merged into `/api/openapi.json`.
-pub struct Mount {
-    /// The routes (with their state applied).
-    pub router: Router,
-    /// Their OpenAPI 3.1 document (paths and components are merged).
-    pub openapi: Option<&'static str>,
-}
-
-/// The server's router over `state`.
+/// The API's and the UI's routes over `state`, answering unknown paths
+/// with a JSON 404 (the server adds the middleware around them).
 pub fn router(state: AppState) -> Router {
-    router_with(state, Vec::new())
-}
-
-/// The server's router over `state` with `mounts` beside it: they get the
-/// request id, access log, metrics and security headers too, and their
-/// documents are merged into the served OpenAPI document.
-pub fn router_with(state: AppState, mounts: Vec<Mount>) -> Router {
-    let mut router = routes().router.with_state(state.clone());
-    for mount in mounts {
-        if let Some(doc) = mount.openapi {
-            match serde_json::from_str::<serde_json::Value>(doc) {
-                Ok(doc) => {
-                    let mut served = state
-                        .shared
-                        .openapi
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    merge_openapi(&mut served, &doc);
-                }
-                Err(error) => tracing::error!(%error, "a mounted OpenAPI document is not JSON"),
-            }
-        }
-        router = router.merge(mount.router);
-    }
-    router
+    routes()
+        .router
+        .with_state(state.clone())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state, observe))
+        // The per-route guard finds the state here.
+        .layer(axum::Extension(state))
 }
 
 /// Adds `other`'s paths and component entries to `doc` (entries `doc`
@@ -360,85 +331,6 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route; the API is described at /api/openapi.json".into())
 }
 
-fn new_request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| {
-        let random = crate::auth::random_token();
-        random.chars().take(8).collect()
-    });
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn client_request_id(req: &Request) -> Option<String> {
-    let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
-    (!value.is_empty()
-        && value.len() <= MAX_REQUEST_ID_LEN
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    .then(|| value.to_owned())
-}
-
-/// Request id, access log, metrics and security headers, around every
-/// route.
-async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    req.extensions_mut().insert(state.clone());
-    let id = client_request_id(&req).unwrap_or_else(new_request_id);
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "(unmatched)".to_owned());
-    let path = req.uri().path().to_owned();
-    let mut response = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    let elapsed = started.elapsed();
-    let status = response.status();
-    state
-        .shared
-        .metrics
-        .record_request(&method, &route, status, elapsed);
-    let user = response
-        .extensions()
-        .get::<auth::Principal>()
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
-    tracing::info!(
-        target: "trueup::access",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        route = %route,
-        status = status.as_u16(),
-        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        user = %user,
-        "request"
-    );
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
-}
-
 async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
@@ -458,133 +350,8 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn openapi(State(state): State<AppState>) -> Response {
-    let doc = state
-        .shared
-        .openapi
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let doc = lock(&state.shared.openapi).clone();
     axum::Json(doc).into_response()
-}
-
-/// How long `serve` waits for requests in flight after a shutdown signal
-/// before the workers are stopped anyway.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
-/// What [`serve`] runs besides the web server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Workers {
-    /// The job worker (syncs, reconciles).
-    pub jobs: bool,
-    /// The scheduler (enqueues due schedules).
-    pub scheduler: bool,
-    /// The write-back worker.
-    pub write_back: bool,
-}
-
-impl Workers {
-    /// All of them.
-    pub const ALL: Workers = Workers {
-        jobs: true,
-        scheduler: true,
-        write_back: true,
-    };
-}
-
-/// Serves `app` on `listener` with the chosen workers until `shutdown`
-/// resolves; then stops accepting, lets requests in flight finish, and
-/// stops the workers (a job or write-back in progress is finished and
-/// recorded first).
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve(
-    app: App,
-    listener: tokio::net::TcpListener,
-    workers: Workers,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(app, listener, workers, Vec::new(), shutdown).await
-}
-
-/// [`serve`] with routes mounted beside the API (see [`router_with`]).
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve_with(
-    app: App,
-    listener: tokio::net::TcpListener,
-    workers: Workers,
-    mounts: Vec<Mount>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signal = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    if workers.jobs {
-        tasks.spawn(crate::jobs::run_worker(app.clone(), signal()));
-    }
-    if workers.scheduler {
-        tasks.spawn(crate::jobs::run_scheduler(
-            app.clone(),
-            crate::jobs::SCHEDULER_TICK,
-            signal(),
-        ));
-    }
-    if workers.write_back {
-        let worker = app.clone();
-        let until = signal();
-        tasks.spawn(async move { worker.run_write_back_worker(until).await });
-    }
-    let state = AppState::new(app);
-    let service = router_with(state, mounts).into_make_service_with_connect_info::<SocketAddr>();
-    let server_stop = signal();
-    let server = axum::serve(listener, service).with_graceful_shutdown(server_stop);
-    let watcher = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let served = server.await;
-    watcher.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("workers did not stop within the grace period");
-    }
-    served
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

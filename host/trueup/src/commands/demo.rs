@@ -16,7 +16,7 @@ use clap::Args;
 use trueup::app::App;
 use trueup::auth::{hash_password, random_token};
 use trueup::demo;
-use trueup::web::{self, Workers};
+use trueup::server::{self, Workers};
 use trueup_store::auth::Role as StoredRole;
 
 /// The demo's admin user.
@@ -187,7 +187,7 @@ async fn demo_main(args: DemoArgs, plugins: PathBuf, rules: PathBuf) -> anyhow::
         "(Ctrl-C stops the demo; the data stays in {})",
         data_dir.display()
     );
-    trueup::ingest::serve(app, listener, Workers::ALL, web::shutdown_signal()).await?;
+    trueup::server::serve(app, listener, Workers::ALL, server::shutdown_signal()).await?;
     drop(emulators);
     Ok(())
 }

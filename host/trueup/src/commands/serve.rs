@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use trueup::app::App;
 use trueup::config::Config;
-use trueup::web::{self, Workers};
+use trueup::server::{self, Workers};
 
 /// `trueup serve`.
 #[derive(Debug, Args)]
@@ -63,7 +63,7 @@ pub fn run(config: Arc<Config>, args: ServeArgs) -> anyhow::Result<()> {
         } else {
             Workers::ALL
         };
-        trueup::ingest::serve(app, listener, workers, web::shutdown_signal())
+        trueup::server::serve(app, listener, workers, server::shutdown_signal())
             .await
             .context("serving")
     })

@@ -37,8 +37,9 @@ pub use parse::{
 use parse::{Pass1, Pass1Error, Rows, SpoolReader};
 pub use profile::{Column, ColumnMapping, ProfileDefinition};
 
+use crate::app::debounce::mark_usage_changed;
 use crate::app::{App, AppError};
-use crate::ingest::{check_name, day_start, ensure_vendor, mark_usage_changed};
+use crate::ingest::{check_name, day_start, ensure_vendor};
 
 /// Usage rows handed to the store at a time.
 pub const WRITE_CHUNK_ROWS: usize = 5_000;

@@ -12,7 +12,7 @@
 //! (`Authorization: Bearer <key>`; see [`create_push_integration`]), not
 //! with a user session: mount [`router`] outside the session layer. Each
 //! key has a token-bucket rate limit. A push that changed something asks
-//! the [`Debouncer`](crate::ingest::Debouncer) for a reconcile.
+//! the app's [`Debouncer`](crate::app::debounce::Debouncer) for a reconcile.
 //!
 //! The contract, with examples, is `docs/push-api.md`; the OpenAPI 3.1
 //! fragment is `push.openapi.json` beside this file ([`OPENAPI_FRAGMENT`]).
@@ -50,7 +50,8 @@ pub use rate_limit::{DEFAULT_BURST, DEFAULT_REQUESTS_PER_MINUTE};
 use rate_limit::{RateLimiter, retry_after_secs};
 
 use crate::app::App;
-use crate::ingest::{day_start, mark_usage_changed};
+use crate::app::debounce::mark_usage_changed;
+use crate::ingest::day_start;
 
 /// Where usage is pushed.
 pub const USAGE_PATH: &str = "/api/v1/usage";

@@ -27,12 +27,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
+use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 use trueup_store::auth::Role as StoredRole;
 
 use super::error::{ApiError, ApiResult};
 use super::{Access, AppState};
 use crate::auth::{Role, hash_password, random_token, token_hash, tokens_equal, verify_password};
+use crate::lock::lock;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "trueup_session";
@@ -125,10 +127,6 @@ pub(crate) struct AuthState {
     dummy_hash: std::sync::OnceLock<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl AuthState {
     pub(crate) fn new(secure_cookies: bool) -> Self {
         Self {
@@ -216,21 +214,28 @@ impl AuthState {
             .get_or_init(|| hash_password(&random_token()).unwrap_or_default())
     }
 
+    /// The session cookie holding `value`, living `max_age`.
+    fn cookie(&self, value: &str, max_age: Duration) -> String {
+        let max_age =
+            cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        Cookie::build((SESSION_COOKIE, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .max_age(max_age)
+            .secure(self.secure_cookies)
+            .build()
+            .to_string()
+    }
+
     /// The `Set-Cookie` value starting a session.
     fn session_cookie(&self, id: &str) -> String {
-        format!(
-            "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            SESSION_TTL.as_secs(),
-            if self.secure_cookies { "; Secure" } else { "" }
-        )
+        self.cookie(id, SESSION_TTL)
     }
 
     /// The `Set-Cookie` value ending it.
     fn clear_cookie(&self) -> String {
-        format!(
-            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if self.secure_cookies { "; Secure" } else { "" }
-        )
+        self.cookie("", Duration::ZERO)
     }
 }
 
@@ -240,10 +245,10 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -15,6 +15,7 @@ use trueup_store::jobs::JobStatus;
 
 use super::AppState;
 use crate::app::AppEvent;
+use crate::lock::lock;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -51,10 +52,6 @@ struct Counters {
 #[derive(Default)]
 pub(crate) struct Metrics {
     counters: Mutex<Counters>,
-}
-
-fn lock(m: &Mutex<Counters>) -> std::sync::MutexGuard<'_, Counters> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Escapes a label value.

@@ -7,10 +7,12 @@
 //! host behind a load balancer allows each key its limit per process.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use trueup_store::imports::PushIntegrationId;
+
+use crate::lock::lock;
 
 /// Requests a push key may send per minute unless an admin sets another
 /// limit: 100 a second, Gradient's published limit.
@@ -51,8 +53,7 @@ impl RateLimiter {
     ) -> Result<(), Duration> {
         let rate = u128::from(requests_per_minute.max(1));
         let capacity = u128::from(burst.max(1)) * MICRO;
-        // Plain counters: a panic elsewhere cannot leave them inconsistent.
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = lock(&self.buckets);
         let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             at: now,

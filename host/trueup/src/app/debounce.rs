@@ -7,16 +7,17 @@
 //! still gets reconciled). Marks that arrive while the action runs make
 //! one more run after it. Runs never overlap.
 //!
-//! The serve command starts one per [`App`] with [`Debouncer::start`];
-//! the push API and CSV imports reach it through [`mark_usage_changed`].
-//! The state is in memory: pushes already stored when a process stops are
-//! picked up by the next reconcile, whatever starts it.
+//! It lives with the [`App`]: the server starts one per app with
+//! [`Debouncer::start`] and stops it when it stops; the app keeps a weak
+//! handle to it, through which the push API and CSV imports reach it with
+//! [`mark_usage_changed`]. The state is in memory: pushes already stored
+//! when a process stops are picked up by the next reconcile, whatever
+//! starts it.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::lock::lock;
 
 /// How long usage must be quiet before the reconcile runs.
 pub const RECONCILE_QUIET: Duration = Duration::from_secs(5);
@@ -70,9 +72,7 @@ struct Shared {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        // The state is plain data, consistent after every statement: a
-        // panic elsewhere cannot leave it half-written.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn mark(&self) {
@@ -87,13 +87,20 @@ impl Shared {
     }
 }
 
+/// The app's handle on the debouncer started for it (none, or one that
+/// stopped, leaves usage changes to the next reconcile started another
+/// way).
+#[derive(Default)]
+pub(crate) struct Slot(Mutex<Weak<Shared>>);
+
 /// Runs an action (a reconcile) once per burst of changes. Dropping it
 /// stops it (a run in progress is cancelled at its next await); prefer
 /// [`Debouncer::shutdown`], which lets a run in progress finish.
 pub struct Debouncer {
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
-    registered: Option<String>,
+    /// The app whose [`Slot`] holds this debouncer, if started for one.
+    registered: Option<App>,
 }
 
 impl std::fmt::Debug for Debouncer {
@@ -105,20 +112,11 @@ impl std::fmt::Debug for Debouncer {
     }
 }
 
-/// Debouncers by the worker id of the app they reconcile.
-fn registry() -> MutexGuard<'static, HashMap<String, Weak<Shared>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Shared>>>> = OnceLock::new();
-    REGISTRY
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Tells the debouncer started for `app` (if any) that usage changed;
 /// whether one was running. Without one, the change waits for the next
 /// reconcile started another way (a schedule, the UI, the CLI).
 pub fn mark_usage_changed(app: &App) -> bool {
-    let shared = registry().get(app.worker_id()).and_then(Weak::upgrade);
+    let shared = lock(&app.debouncer_slot().0).upgrade();
     match shared {
         Some(shared) => {
             shared.mark();
@@ -157,9 +155,8 @@ impl Debouncer {
                 }
             }
         });
-        let key = app.worker_id().to_owned();
-        registry().insert(key.clone(), Arc::downgrade(&debouncer.shared));
-        debouncer.registered = Some(key);
+        *lock(&app.debouncer_slot().0) = Arc::downgrade(&debouncer.shared);
+        debouncer.registered = Some(app.clone());
         debouncer
     }
 
@@ -219,13 +216,11 @@ impl Debouncer {
     }
 
     fn unregister(&mut self) {
-        if let Some(key) = self.registered.take() {
-            let mut registry = registry();
-            let ours = registry
-                .get(&key)
-                .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.shared)));
-            if ours {
-                registry.remove(&key);
+        if let Some(app) = self.registered.take() {
+            let mut slot = lock(&app.debouncer_slot().0);
+            // A debouncer started later for the same app keeps its place.
+            if std::ptr::eq(slot.as_ptr(), Arc::as_ptr(&self.shared)) {
+                *slot = Weak::new();
             }
         }
     }

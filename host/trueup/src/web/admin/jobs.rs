@@ -1,0 +1,198 @@
+//! Jobs: sync and reconcile now (enqueued as jobs), the job list and
+//! the schedules.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use trueup_store::jobs::{Job, JobId, JobStatus, Schedule as StoredSchedule};
+
+use crate::jobs::{self, JobSpec};
+use crate::web::AppState;
+use crate::web::auth::Caller;
+use crate::web::cards::ListQuery;
+use crate::web::error::{ApiError, ApiResult, JsonBody, QueryParams};
+
+/// "Sync now".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// `quick`: sync the sources; `full` (default): sync them, then
+    /// reconcile.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Only this source (PSA plugin id or vendor integration id); `mode`
+    /// is then ignored.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A job enqueued.
+#[derive(Debug, Serialize)]
+pub struct Enqueued {
+    /// The job.
+    pub job: Job,
+}
+
+async fn enqueue(
+    state: &AppState,
+    spec: &JobSpec,
+    by: &str,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    let id = jobs::enqueue(&state.app, spec, by).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Enqueued {
+            job: state.app.store().job(id).await?,
+        }),
+    ))
+}
+
+/// `POST /api/v1/syncs`.
+pub async fn sync_now(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<SyncRequest>,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    let spec = match (&request.source, request.mode.as_deref()) {
+        (Some(source), _) => JobSpec::SyncSource {
+            source: source.clone(),
+        },
+        (None, Some("quick")) => JobSpec::SyncQuick,
+        (None, Some("full") | None) => JobSpec::SyncFull,
+        (None, Some(other)) => {
+            return Err(ApiError::BadRequest(format!(
+                "mode {other:?} is not quick or full"
+            )));
+        }
+    };
+    enqueue(&state, &spec, &caller.name).await
+}
+
+/// `POST /api/v1/reconcile`.
+pub async fn reconcile_now(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    enqueue(&state, &JobSpec::Reconcile, &caller.name).await
+}
+
+/// `GET /api/v1/jobs`.
+pub async fn jobs(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> ApiResult<Json<Vec<Job>>> {
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            serde_json::from_value::<JobStatus>(serde_json::Value::String(s.to_owned())).map_err(
+                |_| {
+                    ApiError::BadRequest(format!(
+                        "{s:?} is not a job status (queued, running, done, failed)"
+                    ))
+                },
+            )
+        })
+        .transpose()?;
+    Ok(Json(state.app.store().jobs(status, query.limit()).await?))
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Job>> {
+    Ok(Json(state.app.store().job(JobId(id)).await?))
+}
+
+/// `GET /api/v1/schedules`.
+pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<Vec<StoredSchedule>>> {
+    Ok(Json(state.app.store().schedules().await?))
+}
+
+/// A schedule to create or change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// `sync.full`, `sync.quick`, `sync.source` or `reconcile`.
+    pub kind: String,
+    /// When, e.g. `"monthly on day 28 at 18:00"` (the MSP's time zone).
+    pub spec: String,
+    /// For `sync.source`: the source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `PUT /api/v1/schedules/{name}`.
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<ScheduleRequest>,
+) -> ApiResult<Json<StoredSchedule>> {
+    if name.trim().is_empty() {
+        return Err(ApiError::BadRequest("a schedule needs a name".into()));
+    }
+    let payload = match &request.source {
+        Some(source) => serde_json::json!({ "source": source }),
+        None => serde_json::json!({}),
+    };
+    let spec = JobSpec::from_stored(0, &request.kind, &payload)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = state.app.now();
+    let next_run_at =
+        jobs::next_run(&state.app, &request.spec, now).map_err(ApiError::BadRequest)?;
+    let schedule = StoredSchedule {
+        name: name.clone(),
+        kind: spec.kind().to_owned(),
+        payload: spec.payload(),
+        spec: crate::schedule::Schedule::parse(&request.spec)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            .to_string(),
+        enabled: request.enabled.unwrap_or(true),
+        next_run_at,
+        last_enqueued_at: None,
+        last_job: None,
+    };
+    state.app.store().put_schedule(&schedule, now).await?;
+    state
+        .app
+        .audit(
+            &caller.name,
+            "schedule.put",
+            &format!("schedule:{name}"),
+            serde_json::json!({ "kind": schedule.kind, "spec": schedule.spec, "enabled": schedule.enabled }),
+        )
+        .await;
+    let stored = state
+        .app
+        .store()
+        .schedules()
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::Internal(format!("schedule {name:?} vanished")))?;
+    Ok(Json(stored))
+}
+
+/// `DELETE /api/v1/schedules/{name}`.
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !state.app.store().delete_schedule(&name).await? {
+        return Err(ApiError::NotFound(format!("no schedule {name:?}")));
+    }
+    state
+        .app
+        .audit(
+            &caller.name,
+            "schedule.delete",
+            &format!("schedule:{name}"),
+            serde_json::json!({}),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,309 @@
+//! Mappings: the PSA's companies, vendor accounts mapped to them (or
+//! excluded), and the SKU table.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use trueup_core::mapping::SkuMapEntry;
+use trueup_core::matching::Suggestion;
+use trueup_core::model::{
+    AccountId, AccountMappingStatus, CompanyId, CompanyStatus, MappingMethod, VendorId,
+};
+use trueup_store::mappings::{MappingOverride, StoredSkuEntry};
+
+use crate::web::AppState;
+use crate::web::auth::Caller;
+use crate::web::error::{ApiError, ApiResult, JsonBody, QueryParams};
+
+/// A PSA company.
+#[derive(Debug, Serialize)]
+pub struct CompanyView {
+    /// The PSA's id.
+    pub id: CompanyId,
+    /// Its name.
+    pub name: String,
+    /// Its short identifier.
+    pub identifier: Option<String>,
+    /// Its domains.
+    pub domains: Vec<String>,
+    /// Active or not.
+    pub status: CompanyStatus,
+}
+
+/// `GET /api/v1/companies`.
+pub async fn companies(State(state): State<AppState>) -> ApiResult<Json<Vec<CompanyView>>> {
+    Ok(Json(
+        state
+            .app
+            .store()
+            .psa_state()
+            .await?
+            .data
+            .companies
+            .into_iter()
+            .map(|c| CompanyView {
+                id: c.id,
+                name: c.name,
+                identifier: c.identifier,
+                domains: c.domains,
+                status: c.status,
+            })
+            .collect(),
+    ))
+}
+
+/// A vendor account's mapping.
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    /// The vendor integration.
+    pub vendor: VendorId,
+    /// The account.
+    pub account: AccountId,
+    /// Its name, when a sync listed it.
+    pub name: Option<String>,
+    /// `mapped`, `unmapped` or `excluded`.
+    pub status: &'static str,
+    /// The company, when mapped.
+    pub company: Option<CompanyId>,
+    /// How it was decided.
+    pub method: MappingMethod,
+    /// Why.
+    pub reason: String,
+    /// Candidates not applied, with score and reason (accept one with
+    /// `POST /api/v1/mappings/accounts`).
+    pub suggestions: Vec<Suggestion>,
+    /// Whether a person decided it (a manual mapping or exclusion).
+    pub manual: bool,
+}
+
+/// Vendor accounts and their counts.
+#[derive(Debug, Serialize)]
+pub struct AccountsAnswer {
+    /// Accounts per status.
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+    /// The accounts (filtered).
+    pub accounts: Vec<AccountView>,
+}
+
+/// `?status=&vendor=` of the accounts list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsQuery {
+    /// mapped, unmapped or excluded.
+    pub status: Option<String>,
+    /// One vendor integration.
+    pub vendor: Option<String>,
+}
+
+fn status_word(status: &AccountMappingStatus) -> &'static str {
+    match status {
+        AccountMappingStatus::Mapped(_) => "mapped",
+        AccountMappingStatus::Unmapped => "unmapped",
+        AccountMappingStatus::Excluded => "excluded",
+    }
+}
+
+/// `GET /api/v1/mappings/accounts`: the last match's decisions (manual
+/// mappings included), with the account names of the last syncs.
+pub async fn accounts(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<AccountsQuery>,
+) -> ApiResult<Json<AccountsAnswer>> {
+    let store = state.app.store();
+    let names: std::collections::HashMap<(String, String), String> = store
+        .vendor_accounts(None)
+        .await?
+        .into_iter()
+        .map(|a| ((a.vendor.to_string(), a.id.to_string()), a.name))
+        .collect();
+    let overrides: std::collections::HashSet<(String, String)> = store
+        .mapping_overrides()
+        .await?
+        .into_iter()
+        .map(|o| (o.vendor.to_string(), o.account.to_string()))
+        .collect();
+    let mut counts =
+        std::collections::BTreeMap::from([("mapped", 0), ("unmapped", 0), ("excluded", 0)]);
+    let mut accounts = Vec::new();
+    for outcome in store.match_results().await? {
+        let m = outcome.mapping;
+        let status = status_word(&m.status);
+        *counts.entry(status).or_default() += 1;
+        if query.status.as_deref().is_some_and(|s| s != status)
+            || query
+                .vendor
+                .as_deref()
+                .is_some_and(|v| v != m.vendor.as_str())
+        {
+            continue;
+        }
+        let key = (m.vendor.to_string(), m.account.to_string());
+        accounts.push(AccountView {
+            name: names.get(&key).cloned(),
+            manual: overrides.contains(&key),
+            company: match &m.status {
+                AccountMappingStatus::Mapped(c) => Some(c.clone()),
+                _ => None,
+            },
+            status,
+            vendor: m.vendor,
+            account: m.account,
+            method: m.method,
+            reason: m.reason,
+            suggestions: outcome.suggestions,
+        });
+    }
+    Ok(Json(AccountsAnswer { counts, accounts }))
+}
+
+/// A manual mapping or exclusion.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapAccount {
+    /// The vendor integration.
+    pub vendor: String,
+    /// The account.
+    pub account: String,
+    /// The company to bill it to; `null` excludes the account.
+    pub company: Option<String>,
+    /// Why (kept for the audit trail).
+    pub reason: String,
+}
+
+/// `POST /api/v1/mappings/accounts` (also "accept a suggestion": pass its
+/// company). Takes effect at the next reconcile.
+pub async fn map_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<MapAccount>,
+) -> ApiResult<Json<MappingOverride>> {
+    let o = MappingOverride {
+        vendor: VendorId::from(request.vendor.as_str()),
+        account: AccountId::from(request.account.as_str()),
+        company: request.company.map(CompanyId::from),
+        reason: request.reason,
+        set_by: caller.name.clone(),
+        set_at: state.app.now(),
+    };
+    state.app.store().set_mapping_override(&o).await?;
+    state
+        .app
+        .audit(
+            &caller.name,
+            "mapping.set",
+            &format!("account:{}/{}", o.vendor, o.account),
+            serde_json::json!({ "company": o.company, "reason": o.reason }),
+        )
+        .await;
+    Ok(Json(o))
+}
+
+/// `DELETE /api/v1/mappings/accounts/{vendor}/{account}`.
+pub async fn unmap_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((vendor, account)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let removed = state
+        .app
+        .store()
+        .clear_mapping_override(
+            &VendorId::from(vendor.as_str()),
+            &AccountId::from(account.as_str()),
+        )
+        .await?;
+    if !removed {
+        return Err(ApiError::NotFound(format!(
+            "account {vendor}/{account} has no manual mapping"
+        )));
+    }
+    state
+        .app
+        .audit(
+            &caller.name,
+            "mapping.clear",
+            &format!("account:{vendor}/{account}"),
+            serde_json::json!({}),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/mappings/skus`.
+pub async fn skus(State(state): State<AppState>) -> ApiResult<Json<Vec<StoredSkuEntry>>> {
+    Ok(Json(state.app.store().sku_entries().await?))
+}
+
+/// A SKU table entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkuRequest {
+    /// The vendor integration.
+    pub vendor: String,
+    /// The vendor's SKU.
+    pub sku: String,
+    /// The PSA product identifier.
+    pub product: String,
+    /// Units of product per unit of usage (default 1).
+    #[serde(default, with = "trueup_core::model::amount::option")]
+    pub multiplier: Option<Decimal>,
+}
+
+/// `PUT /api/v1/mappings/skus`.
+pub async fn put_sku(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<SkuRequest>,
+) -> ApiResult<StatusCode> {
+    let entry = SkuMapEntry {
+        vendor: VendorId::from(request.vendor.as_str()),
+        sku: request.sku.as_str().into(),
+        product: request.product.as_str().into(),
+        multiplier: request.multiplier.unwrap_or(Decimal::ONE),
+    };
+    state
+        .app
+        .store()
+        .put_sku_entry(&entry, &caller.name, state.app.now())
+        .await?;
+    state
+        .app
+        .audit(
+            &caller.name,
+            "sku.put",
+            &format!("sku:{}/{}", request.vendor, request.sku),
+            serde_json::json!({ "product": request.product, "multiplier": entry.multiplier }),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/mappings/skus/{vendor}/{sku}/{product}`.
+pub async fn delete_sku(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((vendor, sku, product)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    if !state
+        .app
+        .store()
+        .delete_sku_entry(&VendorId::from(vendor.as_str()), &sku, &product)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "no SKU table entry {vendor}/{sku} → {product}"
+        )));
+    }
+    state
+        .app
+        .audit(
+            &caller.name,
+            "sku.delete",
+            &format!("sku:{vendor}/{sku}"),
+            serde_json::json!({ "product": product }),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
