@@ -240,6 +240,8 @@ async fn set_usage(State(state): State<PushState>, request: Request) -> Response
     }
 }
 
+/// Kept by hand, not `RequestBodyLimitLayer`: the layer answers a plain-text
+/// 413, and the push contract answers `too_large` JSON naming the batch limit.
 async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(

@@ -1,4 +1,8 @@
 //! The filtered cards as CSV, with formulas defused for spreadsheets.
+//!
+//! Written by hand, not with the `csv` crate: its quoting is one style per
+//! writer, and a formula-guarded field must always be quoted while plain
+//! fields are quoted only when needed (`csv_fields_are_quoted_and_formulas_defused`).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
