@@ -5,8 +5,6 @@ use std::collections::HashSet;
 
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
-use trueup_core::cycles::CycleAnchor;
-use trueup_core::eligibility;
 use trueup_core::model::{BillingCycle, Contract, ServiceLine};
 use trueup_emulators::{Running, catalog};
 use trueup_plugin_host::{ChangePolicy, PsaSession, QuantityChange};
@@ -149,13 +147,7 @@ pub(super) fn add_target(
     synced: &Synced,
     as_of: NaiveDate,
 ) -> Option<(Contract, &'static catalog::Product)> {
-    let assessed = eligibility::assess(
-        &synced.companies,
-        &synced.contracts,
-        &synced.lines,
-        as_of,
-        CycleAnchor::ContractStart,
-    );
+    let assessed = synced.eligibility(as_of);
     let mut tried = HashSet::new();
     assessed.lines.iter().find_map(|eligible| {
         let contract = &synced.contracts[assessed.contracts[eligible.contract].contract];
@@ -170,13 +162,7 @@ pub(super) fn add_target(
 /// The first line of the sync that the scenario's write changes: an
 /// eligible, billable line of a monthly contract with a whole quantity.
 pub(super) fn write_target(synced: &Synced, as_of: NaiveDate) -> Option<(Contract, ServiceLine)> {
-    let assessed = eligibility::assess(
-        &synced.companies,
-        &synced.contracts,
-        &synced.lines,
-        as_of,
-        CycleAnchor::ContractStart,
-    );
+    let assessed = synced.eligibility(as_of);
     assessed.lines.iter().find_map(|eligible| {
         let contract = &synced.contracts[assessed.contracts[eligible.contract].contract];
         let line = &synced.lines[eligible.line];

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use trueup_core::cycles::CycleAnchor;
-use trueup_core::eligibility;
+use trueup_core::eligibility::{self, Eligibility};
 use trueup_core::model::{Company, Contract, ServiceLine};
 use trueup_emulators::catalog;
 use trueup_emulators::world::World;
@@ -63,6 +63,20 @@ pub struct Synced {
     pub cost: Cost,
     /// Wall time of the whole sync.
     pub elapsed: Duration,
+}
+
+impl Synced {
+    /// What of the sync bills as of `as_of`, by the host's own eligibility
+    /// rules (cycles anchored at the contract's start, as the sync does).
+    pub fn eligibility(&self, as_of: NaiveDate) -> Eligibility {
+        eligibility::assess(
+            &self.companies,
+            &self.contracts,
+            &self.lines,
+            as_of,
+            CycleAnchor::ContractStart,
+        )
+    }
 }
 
 /// Why [`full_sync`] stopped.
@@ -162,13 +176,7 @@ pub async fn full_sync(
 /// customer and product: quantities summed), as sentences; empty when they
 /// agree.
 pub fn truth_mismatches(world: &World, as_of: NaiveDate, synced: &Synced) -> Vec<String> {
-    let assessed = eligibility::assess(
-        &synced.companies,
-        &synced.contracts,
-        &synced.lines,
-        as_of,
-        CycleAnchor::ContractStart,
-    );
+    let assessed = synced.eligibility(as_of);
     let mut billed: BTreeMap<(String, String), Decimal> = BTreeMap::new();
     for line in &assessed.lines {
         let contract = &assessed.contracts[line.contract];
