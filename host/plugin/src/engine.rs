@@ -181,15 +181,20 @@ impl PluginEngine {
                 }
             }
         }
-        let compiled = self.inner.engine.precompile_component(bytes)?;
+        // Compiled here and serialized for the cache (safe), rather than
+        // precompiled and deserialized (unsafe): the artifact is the same.
+        let component = Component::new(&self.inner.engine, bytes)?;
         let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, &compiled)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .is_err()
-        {
+        let written = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|compiled| {
+                std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path))
+            });
+        if written.is_err() {
             tracing::warn!(path = %path.display(), "could not write the compiled-plugin cache");
         }
-        self.load_serialized(&compiled)
+        Ok(component)
     }
 
     #[allow(
@@ -203,13 +208,6 @@ impl PluginEngine {
         // of the source component and by this engine's compatibility hash,
         // and wasmtime itself checks the version and configuration header.
         unsafe { Component::deserialize_file(&self.inner.engine, path) }
-    }
-
-    #[allow(unsafe_code, reason = "loading code this engine just compiled")]
-    fn load_serialized(&self, compiled: &[u8]) -> Result<Component, wasmtime::Error> {
-        // SAFETY: `compiled` was produced by `precompile_component` of this
-        // very engine a moment ago.
-        unsafe { Component::deserialize(&self.inner.engine, compiled) }
     }
 }
 
