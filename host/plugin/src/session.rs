@@ -428,9 +428,10 @@ impl<W: World> Session<W> {
     /// caller runs the export under that limit and hands the outcome to
     /// [`Session::settle`].
     ///
-    /// Each export is an `async` block between the two, not a closure: an
-    /// async closure over borrowed bindings makes the futures of callers up
-    /// the stack fail their `Send` check (higher-ranked lifetimes).
+    /// Each export is an `async` block between the two, not an async closure
+    /// handed to one method: a closure's future over borrowed arguments is
+    /// higher-ranked, and rustc can fail to prove such a future `Send` inside
+    /// a caller's spawned task.
     async fn enter(
         &mut self,
         export: &'static str,
