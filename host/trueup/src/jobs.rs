@@ -272,9 +272,13 @@ pub async fn run(app: &App, spec: &JobSpec) -> Result<String, AppError> {
 
 /// Runs the future `make` builds to completion on a blocking thread of the
 /// current runtime (so it may spawn and do I/O as usual) and awaits its
-/// result. For work whose future the compiler cannot prove `Send` (the
-/// store's bulk writes hold higher-ranked closures across awaits), so it
-/// cannot be spawned as a task.
+/// result. For work whose future the compiler cannot prove `Send`, so it
+/// cannot be spawned as a task: the store's futures are `Send` (a store
+/// test checks it), but the pull's `page_through` takes an `AsyncFnMut`
+/// closure that is higher-ranked over the cursor and the session borrow,
+/// and rustc cannot prove a future holding it `Send` (rust-lang/rust#100013).
+/// Turning that closure into a pager the caller loops over removes the need
+/// for this bridge.
 ///
 /// # Errors
 /// [`AppError::Invalid`] when the work panicked.
