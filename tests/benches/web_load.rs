@@ -231,7 +231,9 @@ async fn set_up(data_dir: &std::path::Path) -> Fallible<Target> {
             scheduler: false,
             write_back: false,
         };
-        if let Err(error) = server::serve_web(served, listener, workers, std::future::pending()).await {
+        if let Err(error) =
+            server::serve_web(served, listener, workers, std::future::pending()).await
+        {
             eprintln!("the server stopped: {error}");
         }
     });
