@@ -270,30 +270,6 @@ pub async fn run(app: &App, spec: &JobSpec) -> Result<String, AppError> {
     }
 }
 
-/// Runs the future `make` builds to completion on a blocking thread of the
-/// current runtime (so it may spawn and do I/O as usual) and awaits its
-/// result. For work whose future the compiler cannot prove `Send`, so it
-/// cannot be spawned as a task: the store's futures are `Send` (a store
-/// test checks it), but the pull's `page_through` takes an `AsyncFnMut`
-/// closure that is higher-ranked over the cursor and the session borrow,
-/// and rustc cannot prove a future holding it `Send` (rust-lang/rust#100013).
-/// Turning that closure into a pager the caller loops over removes the need
-/// for this bridge.
-///
-/// # Errors
-/// [`AppError::Invalid`] when the work panicked.
-pub async fn off_task<F, Fut, T>(make: F) -> Result<T, AppError>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-    T: Send + 'static,
-{
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(make()))
-        .await
-        .map_err(|e| AppError::Invalid(format!("the background work stopped: {e}")))
-}
-
 fn retry_delay(attempts: u32) -> Duration {
     Backoff::new(FIRST_JOB_RETRY_DELAY, MAX_JOB_RETRY_DELAY).delay(attempts)
 }
@@ -379,7 +355,13 @@ fn status_word(status: JobStatus) -> &'static str {
 async fn run_claimed(app: &App, job: &Job) -> Result<String, JobError> {
     let spec = JobSpec::from_stored(job.id.0, &job.kind, &job.payload)?;
     let worker = app.clone();
-    let work = off_task(move || async move { run(&worker, &spec).await });
+    // A task of its own: the heartbeat below keeps the lease on its own
+    // timer, whatever the job's queries are doing.
+    let work = tokio::spawn(async move { run(&worker, &spec).await });
+    let work = async {
+        work.await
+            .map_err(|e| AppError::Invalid(format!("the background work stopped: {e}")))
+    };
     tokio::pin!(work);
     let mut beat = tokio::time::interval(JOB_HEARTBEAT);
     beat.tick().await;

@@ -215,58 +215,104 @@ impl Retrier<'_> {
     }
 }
 
-/// Pages through one listing. `call` makes one export call for a cursor
-/// and reports the session's last-call stats.
-async fn page_through<T, F>(
-    retrier: &mut Retrier<'_>,
+/// One listing being paged: the cursor to ask for next, the items read so
+/// far, and the checks against a loop or a runaway listing. The caller makes
+/// each call itself and hands the answer to [`Listing::take`]:
+///
+/// ```text
+/// let mut listing = Listing::new("companies");
+/// while !listing.is_done() {
+///     let result = session.list_companies(listing.cursor()).await;
+///     listing.take(&mut retrier, result, session.last_call()).await?;
+/// }
+/// ```
+///
+/// A pager rather than a function taking the call as a closure: a closure
+/// that borrows the session for each call is higher-ranked, and rustc cannot
+/// prove a future holding it `Send` (rust-lang/rust#100013), which kept sync
+/// jobs from being spawned as tasks.
+struct Listing<T> {
     phase: &'static str,
-    mut call: F,
-) -> Result<Vec<T>, PullError>
-where
-    F: AsyncFnMut(Option<&str>) -> (Result<Page<T>, CallError>, Option<CallStats>),
-{
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut pages = 0u32;
-    loop {
-        let mut attempt = 0u32;
-        let page = loop {
-            attempt += 1;
-            let (result, stats) = call(cursor.as_deref()).await;
-            retrier.stats.add_call(stats);
-            match result {
-                Ok(page) => break page,
-                Err(error) => retrier.wait_or_stop(phase, attempt, error).await?,
-            }
-        };
-        pages += 1;
-        retrier.stats.pages += 1;
-        items.extend(page.items);
-        (retrier.progress)(PullProgress {
+    items: Vec<T>,
+    cursor: Option<String>,
+    seen: HashSet<String>,
+    pages: u32,
+    /// Failed attempts at the current page.
+    attempt: u32,
+    done: bool,
+}
+
+impl<T> Listing<T> {
+    fn new(phase: &'static str) -> Self {
+        Self {
             phase,
-            records: items.len() as u64,
-            pages,
-        });
-        match page.next_cursor {
-            None => return Ok(items),
-            Some(next) => {
-                if !seen.insert(next.clone()) || cursor.as_deref() == Some(next.as_str()) {
-                    return Err(PullError::PagingLoop {
-                        phase,
-                        cursor: next.chars().take(120).collect(),
-                        stats: retrier.stats,
-                    });
-                }
-                if pages >= MAX_PAGES_PER_LISTING {
-                    return Err(PullError::TooManyPages {
-                        phase,
-                        stats: retrier.stats,
-                    });
-                }
-                cursor = Some(next);
-            }
+            items: Vec::new(),
+            cursor: None,
+            seen: HashSet::new(),
+            pages: 0,
+            attempt: 0,
+            done: false,
         }
+    }
+
+    /// Whether the listing has ended (the last page had no next cursor).
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The cursor the next call asks for (`None` for the first page).
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// Takes the answer to a call for [`Listing::cursor`]: a page moves the
+    /// listing on; a failure waits as it asks (the same page is asked for
+    /// again) or stops the pull.
+    async fn take(
+        &mut self,
+        retrier: &mut Retrier<'_>,
+        result: Result<Page<T>, CallError>,
+        stats: Option<CallStats>,
+    ) -> Result<(), PullError> {
+        self.attempt += 1;
+        retrier.stats.add_call(stats);
+        let page = match result {
+            Ok(page) => page,
+            Err(error) => return retrier.wait_or_stop(self.phase, self.attempt, error).await,
+        };
+        self.attempt = 0;
+        self.pages += 1;
+        retrier.stats.pages += 1;
+        self.items.extend(page.items);
+        (retrier.progress)(PullProgress {
+            phase: self.phase,
+            records: self.items.len() as u64,
+            pages: self.pages,
+        });
+        let Some(next) = page.next_cursor else {
+            self.done = true;
+            return Ok(());
+        };
+        if !self.seen.insert(next.clone()) || self.cursor.as_deref() == Some(next.as_str()) {
+            return Err(PullError::PagingLoop {
+                phase: self.phase,
+                cursor: next.chars().take(120).collect(),
+                stats: retrier.stats,
+            });
+        }
+        if self.pages >= MAX_PAGES_PER_LISTING {
+            return Err(PullError::TooManyPages {
+                phase: self.phase,
+                stats: retrier.stats,
+            });
+        }
+        self.cursor = Some(next);
+        Ok(())
+    }
+
+    /// Everything read.
+    fn into_items(self) -> Vec<T> {
+        self.items
     }
 }
 
@@ -304,16 +350,22 @@ pub async fn pull_psa(
         stats: PullStats::default(),
         progress,
     };
-    let companies = page_through(&mut retrier, "companies", async |cursor| {
-        let result = session.list_companies(cursor).await;
-        (result, session.last_call())
-    })
-    .await?;
-    let contracts = page_through(&mut retrier, "contracts", async |cursor| {
-        let result = session.list_contracts(filter, cursor).await;
-        (result, session.last_call())
-    })
-    .await?;
+    let mut listing = Listing::new("companies");
+    while !listing.is_done() {
+        let result = session.list_companies(listing.cursor()).await;
+        listing
+            .take(&mut retrier, result, session.last_call())
+            .await?;
+    }
+    let companies = listing.into_items();
+    let mut listing = Listing::new("contracts");
+    while !listing.is_done() {
+        let result = session.list_contracts(filter, listing.cursor()).await;
+        listing
+            .take(&mut retrier, result, session.last_call())
+            .await?;
+    }
+    let contracts = listing.into_items();
     let eligible = eligibility::assess(&companies, &contracts, &[], as_of, anchor);
     let ids: Vec<String> = eligible
         .contracts
@@ -322,12 +374,14 @@ pub async fn pull_psa(
         .collect();
     let mut lines = Vec::new();
     for batch in ids.chunks(SERVICES_BATCH) {
-        let mut batch_lines = page_through(&mut retrier, "services", async |cursor| {
-            let result = session.list_services(batch, cursor).await;
-            (result, session.last_call())
-        })
-        .await?;
-        lines.append(&mut batch_lines);
+        let mut listing = Listing::new("services");
+        while !listing.is_done() {
+            let result = session.list_services(batch, listing.cursor()).await;
+            listing
+                .take(&mut retrier, result, session.last_call())
+                .await?;
+        }
+        lines.append(&mut listing.into_items());
     }
     retrier.stats.wall = started.elapsed();
     Ok(PsaPull {
@@ -377,31 +431,39 @@ pub async fn pull_vendor(
             }
         }
     };
-    let accounts = page_through(&mut retrier, "accounts", async |cursor| {
-        let result = session.list_accounts(cursor).await;
-        (result, session.last_call())
-    })
-    .await?;
+    let mut listing = Listing::new("accounts");
+    while !listing.is_done() {
+        let result = session.list_accounts(listing.cursor()).await;
+        listing
+            .take(&mut retrier, result, session.last_call())
+            .await?;
+    }
+    let accounts = listing.into_items();
     let usage = if description
         .capabilities
         .iter()
         .any(|c| c == "usage-all-accounts")
     {
-        page_through(&mut retrier, "usage", async |cursor| {
-            let result = session.list_usage(None, cursor).await;
-            (result, session.last_call())
-        })
-        .await?
+        let mut listing = Listing::new("usage");
+        while !listing.is_done() {
+            let result = session.list_usage(None, listing.cursor()).await;
+            listing
+                .take(&mut retrier, result, session.last_call())
+                .await?;
+        }
+        listing.into_items()
     } else {
         let mut all = Vec::new();
         for account in &accounts {
             let id = account.id.to_string();
-            let mut rows = page_through(&mut retrier, "usage", async |cursor| {
-                let result = session.list_usage(Some(&id), cursor).await;
-                (result, session.last_call())
-            })
-            .await?;
-            all.append(&mut rows);
+            let mut listing = Listing::new("usage");
+            while !listing.is_done() {
+                let result = session.list_usage(Some(&id), listing.cursor()).await;
+                listing
+                    .take(&mut retrier, result, session.last_call())
+                    .await?;
+            }
+            all.append(&mut listing.into_items());
         }
         all
     };
