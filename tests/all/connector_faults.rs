@@ -208,6 +208,44 @@ async fn a_slow_response_past_the_deadline_is_the_hosts_timeout() {
     }
 }
 
+/// Which listing a paging loop is injected into.
+#[derive(Clone, Copy)]
+enum Listing {
+    Companies,
+    Contracts,
+}
+
+/// Pages `listing` until an error, failing the test when the loop is
+/// followed for [`LOOP_PAGES`] pages; the error must name the loop.
+async fn assert_loop_stops(psa: &Psa, session: &mut PsaSession, listing: Listing) {
+    let mut cursor: Option<String> = None;
+    for _ in 0..LOOP_PAGES {
+        let next = match listing {
+            Listing::Companies => session
+                .list_companies(cursor.as_deref())
+                .await
+                .map(|page| page.next_cursor),
+            Listing::Contracts => session
+                .list_contracts(&all_contracts(), cursor.as_deref())
+                .await
+                .map(|page| page.next_cursor),
+        };
+        match next {
+            Ok(next) => cursor = Some(next.expect("the loop never ends the listing")),
+            Err(error) => {
+                let message = internal(psa, error);
+                assert!(
+                    message.contains("does not advance"),
+                    "{}: {message}",
+                    psa.id
+                );
+                return;
+            }
+        }
+    }
+    panic!("{}: the loop was followed", psa.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_company_listing_that_loops_is_reported_not_followed() {
     for psa in &PSAS {
@@ -217,25 +255,7 @@ async fn a_company_listing_that_loops_is_reported_not_followed() {
             paging_loop: true,
             ..FaultPlan::default()
         }));
-        let mut session = session(&connection);
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        let error = loop {
-            assert!(pages < LOOP_PAGES, "{}: the loop was followed", psa.id);
-            match session.list_companies(cursor.as_deref()).await {
-                Ok(page) => {
-                    pages += 1;
-                    cursor = Some(page.next_cursor.expect("the loop never ends the listing"));
-                }
-                Err(error) => break error,
-            }
-        };
-        let message = internal(psa, error);
-        assert!(
-            message.contains("does not advance"),
-            "{}: {message}",
-            psa.id
-        );
+        assert_loop_stops(psa, &mut session(&connection), Listing::Companies).await;
     }
 }
 
@@ -252,27 +272,6 @@ async fn a_contract_listing_that_loops_is_reported_not_followed() {
             path_contains: Some(path.into()),
             ..FaultPlan::default()
         });
-        let mut session = session(&connection);
-        let mut cursor: Option<String> = None;
-        let mut pages = 0;
-        let error = loop {
-            assert!(pages < LOOP_PAGES, "{}: the loop was followed", psa.id);
-            match session
-                .list_contracts(&all_contracts(), cursor.as_deref())
-                .await
-            {
-                Ok(page) => {
-                    pages += 1;
-                    cursor = Some(page.next_cursor.expect("the loop never ends the listing"));
-                }
-                Err(error) => break error,
-            }
-        };
-        let message = internal(psa, error);
-        assert!(
-            message.contains("does not advance"),
-            "{}: {message}",
-            psa.id
-        );
+        assert_loop_stops(psa, &mut session(&connection), Listing::Contracts).await;
     }
 }
