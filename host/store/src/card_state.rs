@@ -103,7 +103,7 @@ pub(crate) const STATUS_SQL: &str = "(CASE \
      WHEN s.status = 'dismissed' AND s.dismissed_through < $TODAY THEN 'open' \
      ELSE s.status END)";
 
-const STATE_COLUMNS: &str = "key AS state_key, status, dismissed_through, snooze_until, snooze_fingerprint, \
+pub(crate) const STATE_COLUMNS: &str = "key AS state_key, status, dismissed_through, snooze_until, snooze_fingerprint, \
      exclude_reason, write_back, outbox_id, decision_id, updated_by, updated_at";
 
 /// Reads a state from columns named as in [`STATE_COLUMNS`].

@@ -27,7 +27,9 @@ use trueup_core::model::ServiceLine;
 
 use crate::Store;
 use crate::audit::{NewAuditEntry, append_audit};
-use crate::card_state::{WriteBackStatus, set_card_write_back};
+use crate::card_state::{
+    CardState, STATE_COLUMNS, WriteBackStatus, set_card_write_back, state_from_row,
+};
 use crate::db::{Backend, Row, Tx, enum_text, json_text, sql};
 use crate::error::{Result, StoreError};
 use crate::lease::{lease_end, lease_held};
@@ -451,6 +453,44 @@ impl Store {
             )
             .await?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    /// A card's stored state and its outbox entries (oldest first), read in
+    /// one snapshot: a write-back that completes meanwhile shows in both or
+    /// in neither, so a card never reads "pending" beside an applied entry.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn card_state_and_write_backs(
+        &self,
+        key: &CardKey,
+    ) -> Result<(Option<CardState>, Vec<OutboxEntry>)> {
+        const OP: &str = "read card state and write-backs";
+        let mut tx = self.db.begin_read(OP).await?;
+        let state = tx
+            .fetch_optional(
+                sql(
+                    OP,
+                    "card_states",
+                    format!("SELECT {STATE_COLUMNS} FROM card_states WHERE key = $1"),
+                )
+                .bind(key.as_str()),
+            )
+            .await?;
+        let entries = tx
+            .fetch_all(
+                sql(
+                    OP,
+                    "outbox",
+                    format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
+                )
+                .bind(key.as_str()),
+            )
+            .await?;
+        tx.commit(OP).await?;
+        let state = state.as_ref().map(state_from_row).transpose()?;
+        let entries = entries.iter().map(entry_from_row).collect::<Result<_>>()?;
+        Ok((state, entries))
     }
 
     /// The entries of a card, oldest first.

@@ -1570,6 +1570,21 @@ async fn an_expired_outbox_lease_is_taken_over(store: TestStore) {
         "applied is final"
     );
     assert_eq!(store.outbox_for_card(&card.key).await.unwrap().len(), 1);
+    // The card detail's read: the state and the entries from one snapshot.
+    let (state, entries) = store.card_state_and_write_backs(&card.key).await.unwrap();
+    assert_eq!(
+        (
+            state.unwrap().write_back,
+            entries.iter().map(|e| e.status).collect::<Vec<_>>()
+        ),
+        (Some(WriteBackStatus::Applied), vec![OutboxStatus::Applied])
+    );
+    let untouched = out.cards.iter().find(|c| c.key != card.key).unwrap();
+    let (state, entries) = store
+        .card_state_and_write_backs(&untouched.key)
+        .await
+        .unwrap();
+    assert!(state.is_none() && entries.is_empty());
 }
 
 async fn write_backs_retry_and_reject(store: TestStore) {

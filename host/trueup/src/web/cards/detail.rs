@@ -105,7 +105,8 @@ pub async fn detail(
         .card(run.id, &key)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {} has no card {key}", run.id.0)))?;
-    let card_state = store.card_state(&key).await?;
+    // One snapshot, so the state and the write-backs agree.
+    let (card_state, write_backs) = store.card_state_and_write_backs(&key).await?;
     let status = card_state
         .as_ref()
         .map(|s| s.status_on(state.app.today(), &card.numbers_fingerprint()))
@@ -164,7 +165,7 @@ pub async fn detail(
         tags: store.card_tags(&key).await?,
         notes: store.card_notes(&key).await?,
         decisions: store.card_decisions(&key).await?,
-        write_backs: store.outbox_for_card(&key).await?,
+        write_backs,
         state: card_state,
         trace,
         policy,
