@@ -38,7 +38,7 @@ pub(crate) use cache::CardsCache;
 pub const CARDS_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Cached answers kept at most (all are dropped when full).
-pub const CARDS_CACHE_ENTRIES: usize = 2048;
+pub const CARDS_CACHE_ENTRIES: u64 = 2048;
 
 /// Cards per page when the client names no limit.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
