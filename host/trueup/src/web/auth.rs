@@ -52,8 +52,8 @@ pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// The window failed logins are counted in, and the lockout's length.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Usernames tracked by the lockout at most (older entries are dropped
-/// first when full).
+/// Usernames tracked by the lockout, and session or token lookups cached,
+/// at most each (older entries are dropped first when full).
 pub const MAX_TRACKED_LOGINS: usize = 10_000;
 
 /// How long an authenticated session or token is trusted without asking
@@ -109,11 +109,6 @@ pub struct Principal {
     pub via: Via,
 }
 
-struct Cached {
-    principal: Principal,
-    at: Instant,
-}
-
 struct Failures {
     count: u32,
     since: Instant,
@@ -122,7 +117,9 @@ struct Failures {
 /// Caches and the login lockout.
 pub(crate) struct AuthState {
     secure_cookies: bool,
-    cache: Mutex<HashMap<String, Cached>>,
+    /// Recent lookups of session ids and token hashes, for
+    /// [`AUTH_CACHE_TTL`].
+    cache: moka::sync::Cache<String, Principal>,
     failures: Mutex<HashMap<String, Failures>>,
     dummy_hash: std::sync::OnceLock<String>,
 }
@@ -131,7 +128,10 @@ impl AuthState {
     pub(crate) fn new(secure_cookies: bool) -> Self {
         Self {
             secure_cookies,
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_LOGINS as u64)
+                .time_to_live(AUTH_CACHE_TTL)
+                .build(),
             failures: Mutex::new(HashMap::new()),
             dummy_hash: std::sync::OnceLock::new(),
         }
@@ -139,33 +139,19 @@ impl AuthState {
 
     /// Forgets every cached lookup (after revocations and user changes).
     pub(crate) fn forget_all(&self) {
-        lock(&self.cache).clear();
+        self.cache.invalidate_all();
     }
 
     fn cached(&self, key: &str) -> Option<Principal> {
-        let cache = lock(&self.cache);
-        cache
-            .get(key)
-            .filter(|c| c.at.elapsed() < AUTH_CACHE_TTL)
-            .map(|c| c.principal.clone())
+        self.cache.get(key)
     }
 
     fn remember(&self, key: String, principal: Principal) {
-        let mut cache = lock(&self.cache);
-        if cache.len() > MAX_TRACKED_LOGINS {
-            cache.retain(|_, c| c.at.elapsed() < AUTH_CACHE_TTL);
-        }
-        cache.insert(
-            key,
-            Cached {
-                principal,
-                at: Instant::now(),
-            },
-        );
+        self.cache.insert(key, principal);
     }
 
     fn forget(&self, key: &str) {
-        lock(&self.cache).remove(key);
+        self.cache.invalidate(key);
     }
 
     /// Seconds the username stays locked out, if it is.
