@@ -1,21 +1,23 @@
-//! Prometheus metrics in the text exposition format (version 0.0.4),
-//! written by hand: request counts and latency histograms by route, and
-//! the outcomes of jobs, syncs and write-backs this process saw, plus the
-//! job queue's depth read at scrape time.
+//! Prometheus metrics in the text exposition format, through the `metrics`
+//! facade and `metrics-exporter-prometheus`: request counts and latency
+//! histograms by route, and the outcomes of jobs, syncs and write-backs this
+//! process saw, plus the job queue's depth read at scrape time.
+//!
+//! Each served app has a recorder of its own (not the process-global one
+//! the `metrics` macros use), so several servers in one process — the test
+//! suite, `trueup demo` beside its emulators — keep separate counters.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use trueup_store::jobs::JobStatus;
 
 use super::AppState;
 use crate::app::AppEvent;
-use crate::lock::lock;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -25,44 +27,75 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 /// Jobs counted by status for the queue gauge, at most, per scrape.
 const QUEUE_SCAN_LIMIT: u32 = 10_000;
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
+const REQUESTS: &str = "trueup_http_requests_total";
+const LATENCY: &str = "trueup_http_request_duration_seconds";
+const JOBS_FINISHED: &str = "trueup_jobs_finished_total";
+const SYNCS: &str = "trueup_syncs_total";
+const WRITE_BACKS: &str = "trueup_write_backs_total";
+const RECONCILES: &str = "trueup_reconciles_total";
+const QUEUE: &str = "trueup_jobs";
 
-#[derive(Default)]
-struct Counters {
-    /// (method, route, status) → count.
-    requests: BTreeMap<(String, String, u16), u64>,
-    /// (method, route) → latency.
-    latency: BTreeMap<(String, String), Histogram>,
-    /// (kind, ok) → count.
-    jobs: BTreeMap<(String, bool), u64>,
-    /// (source, ok) → count.
-    syncs: BTreeMap<(String, bool), u64>,
-    /// status → count.
-    write_backs: BTreeMap<String, u64>,
-    /// Reconcile runs recorded.
-    reconciles: u64,
-}
+/// Every metric with its help text; the single list the recorder is
+/// described from.
+const DESCRIPTIONS: [(&str, &str); 7] = [
+    (REQUESTS, "HTTP requests answered, by route and status."),
+    (LATENCY, "Time to answer, by route."),
+    (
+        JOBS_FINISHED,
+        "Jobs this process finished, by kind and outcome.",
+    ),
+    (SYNCS, "Syncs this process ran, by source and outcome."),
+    (
+        WRITE_BACKS,
+        "Write-back attempts this process made, by outcome.",
+    ),
+    (RECONCILES, "Reconcile runs this process recorded."),
+    (QUEUE, "Jobs in the shared queue by status (all processes)."),
+];
 
-/// The process's counters.
-#[derive(Default)]
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+
+/// The process's counters for one served app.
 pub(crate) struct Metrics {
-    counters: Mutex<Counters>,
+    recorder: PrometheusRecorder,
 }
 
-/// Escapes a label value.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Default for Metrics {
+    fn default() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            // Only an empty bucket list is refused, and ours is a constant.
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        for (name, help) in DESCRIPTIONS {
+            let unit = (name == LATENCY).then_some(Unit::Seconds);
+            recorder.describe_counter(name.into(), unit, SharedString::const_str(help));
+        }
+        Self { recorder }
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn outcome(ok: bool) -> String {
+    if ok { "ok" } else { "error" }.to_owned()
 }
 
 impl Metrics {
+    fn count(&self, name: &'static str, labels: &[(&'static str, String)]) {
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
+            .increment(1);
+    }
+
     pub(crate) fn record_request(
         &self,
         method: &Method,
@@ -70,128 +103,50 @@ impl Metrics {
         status: StatusCode,
         elapsed: Duration,
     ) {
-        let seconds = elapsed.as_secs_f64();
-        let mut c = lock(&self.counters);
-        *c.requests
-            .entry((method.to_string(), route.to_owned(), status.as_u16()))
-            .or_default() += 1;
-        let h = c
-            .latency
-            .entry((method.to_string(), route.to_owned()))
-            .or_default();
-        h.count += 1;
-        h.sum += seconds;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
+        let (method, route) = (method.to_string(), route.to_owned());
+        self.count(
+            REQUESTS,
+            &[
+                ("method", method.clone()),
+                ("route", route.clone()),
+                ("status", status.as_u16().to_string()),
+            ],
+        );
+        self.recorder
+            .register_histogram(
+                &key(LATENCY, &[("method", method), ("route", route)]),
+                &METADATA,
+            )
+            .record(elapsed.as_secs_f64());
     }
 
     pub(crate) fn observe(&self, event: &AppEvent) {
-        let mut c = lock(&self.counters);
         match event {
-            AppEvent::JobFinished { kind, ok, .. } => {
-                *c.jobs.entry((kind.clone(), *ok)).or_default() += 1;
-            }
-            AppEvent::SyncFinished { source, ok, .. } => {
-                *c.syncs.entry((source.clone(), *ok)).or_default() += 1;
-            }
+            AppEvent::JobFinished { kind, ok, .. } => self.count(
+                JOBS_FINISHED,
+                &[("kind", kind.clone()), ("outcome", outcome(*ok))],
+            ),
+            AppEvent::SyncFinished { source, ok, .. } => self.count(
+                SYNCS,
+                &[("source", source.clone()), ("outcome", outcome(*ok))],
+            ),
             AppEvent::WriteBack { status, .. } => {
-                *c.write_backs.entry(status.clone()).or_default() += 1;
+                self.count(WRITE_BACKS, &[("status", status.clone())]);
             }
-            AppEvent::Reconciled { .. } => c.reconciles += 1,
+            AppEvent::Reconciled { .. } => self.count(RECONCILES, &[]),
             AppEvent::SyncProgress { .. } => {}
         }
     }
 
     fn render(&self, queued: Option<usize>, running: Option<usize>) -> String {
-        let c = lock(&self.counters);
-        let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP trueup_http_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE trueup_http_requests_total counter\n");
-        for ((method, route, status), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "trueup_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                label(method),
-                label(route)
-            );
-        }
-        out.push_str("# HELP trueup_http_request_duration_seconds Time to answer, by route.\n");
-        out.push_str("# TYPE trueup_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in &c.latency {
-            let labels = format!("method=\"{}\",route=\"{}\"", label(method), label(route));
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "trueup_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.buckets[i]
-                );
+        for (status, n) in [("queued", queued), ("running", running)] {
+            if let Some(n) = n {
+                self.recorder
+                    .register_gauge(&key(QUEUE, &[("status", status.to_owned())]), &METADATA)
+                    .set(n as f64);
             }
-            let _ = writeln!(
-                out,
-                "trueup_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "trueup_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "trueup_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
         }
-        out.push_str(
-            "# HELP trueup_jobs_finished_total Jobs this process finished, by kind and outcome.\n",
-        );
-        out.push_str("# TYPE trueup_jobs_finished_total counter\n");
-        for ((kind, ok), n) in &c.jobs {
-            let _ = writeln!(
-                out,
-                "trueup_jobs_finished_total{{kind=\"{}\",outcome=\"{}\"}} {n}",
-                label(kind),
-                if *ok { "ok" } else { "error" }
-            );
-        }
-        out.push_str("# HELP trueup_syncs_total Syncs this process ran, by source and outcome.\n");
-        out.push_str("# TYPE trueup_syncs_total counter\n");
-        for ((source, ok), n) in &c.syncs {
-            let _ = writeln!(
-                out,
-                "trueup_syncs_total{{source=\"{}\",outcome=\"{}\"}} {n}",
-                label(source),
-                if *ok { "ok" } else { "error" }
-            );
-        }
-        out.push_str(
-            "# HELP trueup_write_backs_total Write-back attempts this process made, by outcome.\n",
-        );
-        out.push_str("# TYPE trueup_write_backs_total counter\n");
-        for (status, n) in &c.write_backs {
-            let _ = writeln!(
-                out,
-                "trueup_write_backs_total{{status=\"{}\"}} {n}",
-                label(status)
-            );
-        }
-        out.push_str("# HELP trueup_reconciles_total Reconcile runs this process recorded.\n");
-        out.push_str("# TYPE trueup_reconciles_total counter\n");
-        let _ = writeln!(out, "trueup_reconciles_total {}", c.reconciles);
-        out.push_str("# HELP trueup_jobs Jobs in the shared queue by status (all processes).\n");
-        out.push_str("# TYPE trueup_jobs gauge\n");
-        if let Some(n) = queued {
-            let _ = writeln!(out, "trueup_jobs{{status=\"queued\"}} {n}");
-        }
-        if let Some(n) = running {
-            let _ = writeln!(out, "trueup_jobs{{status=\"running\"}} {n}");
-        }
-        out
+        self.recorder.handle().render()
     }
 }
 
