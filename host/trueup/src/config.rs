@@ -143,8 +143,13 @@ pub struct WriteBackConfig {
     pub lease_secs: u64,
 }
 
+/// How long a claimed write-back stays with its worker before another may
+/// take it over, unless `[write_back] lease_secs` says otherwise. Longer
+/// than a write's connector deadline with its retries.
+pub const DEFAULT_WRITE_BACK_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
+
 fn default_lease_secs() -> u64 {
-    crate::app::writeback::WRITE_BACK_LEASE.as_secs()
+    DEFAULT_WRITE_BACK_LEASE.as_secs()
 }
 
 impl Default for WriteBackConfig {

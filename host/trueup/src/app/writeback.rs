@@ -20,9 +20,9 @@ use super::{App, AppError, AppEvent};
 use crate::backoff::Backoff;
 
 /// How long a claimed entry stays with its worker before another may take
-/// it over, by default (`[write_back] lease_secs`). Longer than a write's
-/// connector deadline with retries.
-pub const WRITE_BACK_LEASE: Duration = Duration::from_secs(180);
+/// it over, by default (`[write_back] lease_secs`; the configuration owns
+/// the default).
+pub const WRITE_BACK_LEASE: Duration = crate::config::DEFAULT_WRITE_BACK_LEASE;
 
 /// Attempts before a write-back that keeps failing transiently is given up
 /// (and shown on its card).
