@@ -9,7 +9,7 @@ use trueup_core::actions::Resolution;
 use trueup_core::card::CardKey;
 
 use crate::Store;
-use crate::db::{Row, Tx, enum_text, parse_enum, sql};
+use crate::db::{Row, Sql, Tx, enum_text, parse_enum, sql};
 use crate::error::{Result, StoreError};
 use crate::ids::OutboxId;
 
@@ -103,8 +103,19 @@ pub(crate) const STATUS_SQL: &str = "(CASE \
      WHEN s.status = 'dismissed' AND s.dismissed_through < $TODAY THEN 'open' \
      ELSE s.status END)";
 
-pub(crate) const STATE_COLUMNS: &str = "key AS state_key, status, dismissed_through, snooze_until, snooze_fingerprint, \
+const STATE_COLUMNS: &str = "key AS state_key, status, dismissed_through, snooze_until, snooze_fingerprint, \
      exclude_reason, write_back, outbox_id, decision_id, updated_by, updated_at";
+
+/// The query reading `key`'s stored state (one row or none), for
+/// [`state_from_row`].
+pub(crate) fn card_state_query(operation: &'static str, key: &CardKey) -> Sql {
+    sql(
+        operation,
+        "card_states",
+        format!("SELECT {STATE_COLUMNS} FROM card_states WHERE key = $1"),
+    )
+    .bind(key.as_str())
+}
 
 /// Reads a state from columns named as in [`STATE_COLUMNS`].
 pub(crate) fn state_from_row(r: &Row) -> Result<CardState> {
@@ -251,14 +262,7 @@ impl Store {
     pub async fn card_state(&self, key: &CardKey) -> Result<Option<CardState>> {
         let row = self
             .db
-            .fetch_optional(
-                sql(
-                    "read card state",
-                    "card_states",
-                    format!("SELECT {STATE_COLUMNS} FROM card_states WHERE key = $1"),
-                )
-                .bind(key.as_str()),
-            )
+            .fetch_optional(card_state_query("read card state", key))
             .await?;
         row.as_ref().map(state_from_row).transpose()
     }

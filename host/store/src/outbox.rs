@@ -28,9 +28,9 @@ use trueup_core::model::ServiceLine;
 use crate::Store;
 use crate::audit::{NewAuditEntry, append_audit};
 use crate::card_state::{
-    CardState, STATE_COLUMNS, WriteBackStatus, set_card_write_back, state_from_row,
+    CardState, WriteBackStatus, card_state_query, set_card_write_back, state_from_row,
 };
-use crate::db::{Backend, Row, Tx, enum_text, json_text, sql};
+use crate::db::{Backend, Row, Sql, Tx, enum_text, json_text, sql};
 use crate::error::{Result, StoreError};
 use crate::lease::{lease_end, lease_held};
 
@@ -467,26 +467,8 @@ impl Store {
     ) -> Result<(Option<CardState>, Vec<OutboxEntry>)> {
         const OP: &str = "read card state and write-backs";
         let mut tx = self.db.begin_read(OP).await?;
-        let state = tx
-            .fetch_optional(
-                sql(
-                    OP,
-                    "card_states",
-                    format!("SELECT {STATE_COLUMNS} FROM card_states WHERE key = $1"),
-                )
-                .bind(key.as_str()),
-            )
-            .await?;
-        let entries = tx
-            .fetch_all(
-                sql(
-                    OP,
-                    "outbox",
-                    format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
-                )
-                .bind(key.as_str()),
-            )
-            .await?;
+        let state = tx.fetch_optional(card_state_query(OP, key)).await?;
+        let entries = tx.fetch_all(card_outbox_query(OP, key)).await?;
         tx.commit(OP).await?;
         let state = state.as_ref().map(state_from_row).transpose()?;
         let entries = entries.iter().map(entry_from_row).collect::<Result<_>>()?;
@@ -500,17 +482,20 @@ impl Store {
     pub async fn outbox_for_card(&self, key: &CardKey) -> Result<Vec<OutboxEntry>> {
         let rows = self
             .db
-            .fetch_all(
-                sql(
-                    "list card outbox entries",
-                    "outbox",
-                    format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
-                )
-                .bind(key.as_str()),
-            )
+            .fetch_all(card_outbox_query("list card outbox entries", key))
             .await?;
         rows.iter().map(entry_from_row).collect()
     }
+}
+
+/// The query listing `key`'s outbox entries, oldest first.
+fn card_outbox_query(operation: &'static str, key: &CardKey) -> Sql {
+    sql(
+        operation,
+        "outbox",
+        format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
+    )
+    .bind(key.as_str())
 }
 
 fn lost(operation: &'static str, id: OutboxId, worker: &str) -> StoreError {

@@ -32,5 +32,5 @@ pub(crate) use bulk::RowWriter;
 pub use pool::Backend;
 pub(crate) use pool::{Checkpointer, Db, Tx};
 pub(crate) use row::Row;
-pub(crate) use sql::{placeholders, sql};
+pub(crate) use sql::{Sql, placeholders, sql};
 pub(crate) use value::{Value, enum_text, id_type, instant, json_text, parse_enum};
