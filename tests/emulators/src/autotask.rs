@@ -68,7 +68,9 @@
 //! "adjustedUnitCost"}` → `{"itemId": n}`; see [`adjustments`] for the
 //! effect and refusals (including [`POSTED_PERIOD_ERROR`]). Adjustments are
 //! create-only: any other method on them is a `405`, and so is every other
-//! write.
+//! write. The `alter_written` fault ([`crate::faults`]) stores an
+//! adjustment with its date, price or unit change altered (see
+//! [`adjustments`]).
 //!
 //! # Limits
 //!
@@ -472,15 +474,26 @@ impl At {
                 }),
             )),
             ["contractserviceadjustments"] if post => {
-                let id = adjustments::create(&mut lock(&self.data), None, body, self.today)?;
+                let id = adjustments::create(
+                    &mut lock(&self.data),
+                    None,
+                    body,
+                    self.today,
+                    (&self.faults, path),
+                )?;
                 Ok(json_response(StatusCode::OK, json!({ "itemId": id })))
             }
             ["contracts", id, "serviceadjustments"] if post => {
                 let contract = id.parse().map_err(|_| {
                     AtError::server(format!("The value '{id}' is not a valid contract id."))
                 })?;
-                let id =
-                    adjustments::create(&mut lock(&self.data), Some(contract), body, self.today)?;
+                let id = adjustments::create(
+                    &mut lock(&self.data),
+                    Some(contract),
+                    body,
+                    self.today,
+                    (&self.faults, path),
+                )?;
                 Ok(json_response(StatusCode::OK, json!({ "itemId": id })))
             }
             ["contractserviceadjustments", ..] | ["contracts", _, "serviceadjustments", ..] => {

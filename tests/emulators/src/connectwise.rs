@@ -61,6 +61,10 @@
 //! (`PATCH` with a JSON-Patch array; `path` may be `quantity` or
 //! `/quantity`; ops `replace`, `add`, `remove`) and deleted. Changes are
 //! visible to later reads. Prorated prices follow [`data::Proration`].
+//! The `alter_written` fault ([`crate::faults`]) changes the altered
+//! field of the next create, replace, or JSON-Patch that sets it
+//! (`effectiveDate`, `unitPrice`, `quantity`), answering the addition as
+//! stored ([`additions`]).
 //! `GET /_emulator/connectwise/agreements/{id}/invoice?date=YYYY-MM-DD`
 //! shows what the agreement bills for the period containing `date`: only
 //! `Active` agreements with a recurring cycle bill; an addition bills when
@@ -552,7 +556,13 @@ impl Cw {
                     ("GET", []) => lister.list(own(&data), &data::ADDITION_SCHEMA),
                     ("GET", ["count"]) => lister.count(own(&data), &data::ADDITION_SCHEMA),
                     ("POST", []) => {
-                        let created = additions::create(&mut data, &agreement, body, self.today)?;
+                        let created = additions::create(
+                            &mut data,
+                            &agreement,
+                            body,
+                            self.today,
+                            (&self.faults, path),
+                        )?;
                         Ok(json_response(
                             StatusCode::CREATED,
                             render.addition(&created, &agreement),
@@ -571,15 +581,21 @@ impl Cw {
                                 render.addition(&data.additions[index], &agreement),
                             )),
                             "PUT" => {
-                                let updated =
-                                    additions::replace(&mut data, index, &agreement, body)?;
+                                let updated = additions::replace(
+                                    &mut data,
+                                    index,
+                                    &agreement,
+                                    body,
+                                    (&self.faults, path),
+                                )?;
                                 Ok(json_response(
                                     StatusCode::OK,
                                     render.addition(&updated, &agreement),
                                 ))
                             }
                             "PATCH" => {
-                                let updated = additions::patch(&mut data, index, body)?;
+                                let updated =
+                                    additions::patch(&mut data, index, body, (&self.faults, path))?;
                                 Ok(json_response(
                                     StatusCode::OK,
                                     render.addition(&updated, &agreement),

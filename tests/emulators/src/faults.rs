@@ -14,6 +14,31 @@
 //! a transient fault looks to a client. `path_contains` limits a plan to
 //! matching paths. Admin paths (`/_emulator/...`) never get faults and are
 //! never counted.
+//!
+//! Two switches reproduce a PSA that takes a write but answers something
+//! other than what a client expects (issue 13), so that exactly-once can be
+//! tested against every answer:
+//!
+//! - `{"alter_written": 1, "alter_field": "price"}`: the next write that
+//!   creates or updates a line stores a different value than sent for the
+//!   named field and acknowledges with 2xx, returning the stored record as
+//!   the real API would. `date` moves the effective/start date to the first
+//!   of the following month (a PSA aligning a change to its billing
+//!   period), `price` recalculates the unit price as the catalogue's
+//!   monthly price — the sent price ÷ 12, the issue's "sent 72, stored 6" —
+//!   and `quantity` rounds down to a pack of 5 ([`altered_date`],
+//!   [`altered_price`], [`altered_quantity`]). Each PSA emulator consults
+//!   [`Faults::take_alteration`] in its write handlers, which say which
+//!   writes count.
+//! - `{"ack_then_timeout": 1, "ack_delay_ms": 4000}`: the next write is
+//!   applied, then its response is held for `ack_delay_ms` — longer than
+//!   the client's timeout, so the client cannot know it landed.
+//!
+//! A *write* here is any request but a `GET`, except searches sent as
+//! `POST …/query` (Autotask) and token requests (`…/token`). With
+//! `writes_only`, the countdown switches (`rate_limited`, `server_errors`,
+//! `slow`, `truncated`) also skip everything but writes, so a fault can
+//! be aimed at the write itself rather than the reads before it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,10 +48,12 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// Which faults to inject into the next matching requests.
@@ -51,6 +78,88 @@ pub struct FaultPlan {
     pub paging_loop: bool,
     /// Only requests whose path contains this string are affected.
     pub path_contains: Option<String>,
+    /// Only writes (see the module docs) are affected by the countdown
+    /// switches.
+    pub writes_only: bool,
+    /// Store a different value than sent for [`FaultPlan::alter_field`] on
+    /// this many writes (which writes count is each emulator's: those that
+    /// create or update a line carrying the field).
+    pub alter_written: u32,
+    /// The field `alter_written` changes.
+    pub alter_field: Option<AlteredField>,
+    /// Apply this many writes, then hold each response for `ack_delay_ms`.
+    pub ack_then_timeout: u32,
+    /// How long an `ack_then_timeout` response is held, in milliseconds.
+    pub ack_delay_ms: u64,
+}
+
+/// A written field a PSA may store differently than sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlteredField {
+    /// The effective (start) date.
+    Date,
+    /// The unit price.
+    Price,
+    /// The quantity.
+    Quantity,
+}
+
+impl AlteredField {
+    /// The name used in JSON and in the injected-fault counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlteredField::Date => "date",
+            AlteredField::Price => "price",
+            AlteredField::Quantity => "quantity",
+        }
+    }
+}
+
+/// The date an altering PSA stores for `sent`: the first of the following
+/// month (always a different day).
+pub fn altered_date(sent: NaiveDate) -> NaiveDate {
+    let (year, month) = if sent.month() == 12 {
+        (sent.year() + 1, 1)
+    } else {
+        (sent.year(), sent.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(sent)
+}
+
+/// The unit price an altering PSA stores for `sent`: recalculated as the
+/// catalogue's monthly price, `sent / 12` to the cent (72.00 → 6.00).
+pub fn altered_price(sent: Decimal) -> Decimal {
+    (sent / Decimal::from(12)).round_dp(2)
+}
+
+/// The quantity an altering PSA stores for `sent`: rounded down to a pack
+/// of 5; one already on a pack boundary loses a pack (never below 0, and
+/// 0 becomes 5), so the result always differs. The sign is kept (an
+/// Autotask `unitChange` may be negative).
+pub fn altered_quantity(sent: Decimal) -> Decimal {
+    let pack = Decimal::from(5);
+    let size = sent.abs();
+    let mut rounded = (size / pack).floor() * pack;
+    if rounded == size {
+        rounded = if size.is_zero() { pack } else { size - pack };
+    }
+    if sent.is_sign_negative() {
+        -rounded
+    } else {
+        rounded
+    }
+}
+
+/// Whether `method path` is a write: anything but a `GET`, except
+/// `POST …/query` searches and token requests.
+pub fn is_write(method: &Method, path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    *method != Method::GET
+        && *method != Method::HEAD
+        && !lower.ends_with("/query")
+        && !lower.ends_with("/query/count")
+        && !lower.ends_with("/token")
 }
 
 /// What an emulator has seen since its counters were last reset.
@@ -61,7 +170,8 @@ pub struct RequestStats {
     /// Requests by `"METHOD /path"`, the path without its query string.
     pub by_route: BTreeMap<String, u64>,
     /// Faults injected, by kind (`rate_limited`, `server_error`, `slow`,
-    /// `truncated`).
+    /// `truncated`, `ack_then_timeout`, `altered_date`, `altered_price`,
+    /// `altered_quantity`).
     pub injected: BTreeMap<String, u64>,
 }
 
@@ -78,6 +188,7 @@ enum Injected {
     ServerError,
     Slow(Duration),
     Truncated,
+    AckThenTimeout(Duration),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,13 +249,64 @@ impl Faults {
         }
     }
 
-    fn take_fault(&self, path: &str) -> Option<Injected> {
+    /// The field the next write would store altered, without counting it
+    /// down: a handler that validates before it stores peeks first and
+    /// takes the alteration ([`Faults::take_alteration`]) when it commits,
+    /// so a refused write does not use it up.
+    pub fn planned_alteration(&self, path: &str) -> Option<AlteredField> {
+        let plan = lock(&self.plan);
+        if plan.alter_written == 0
+            || plan
+                .path_contains
+                .as_deref()
+                .is_some_and(|p| !path.contains(p))
+        {
+            return None;
+        }
+        plan.alter_field
+    }
+
+    /// The field the next write must store altered, counting the write
+    /// down; `None` when no alteration is planned for `path`. Emulators
+    /// call this from the write handlers that create or update a line.
+    pub fn take_alteration(&self, path: &str) -> Option<AlteredField> {
+        let mut plan = lock(&self.plan);
+        if plan.alter_written == 0
+            || plan
+                .path_contains
+                .as_deref()
+                .is_some_and(|p| !path.contains(p))
+        {
+            return None;
+        }
+        let field = plan.alter_field?;
+        plan.alter_written -= 1;
+        drop(plan);
+        let mut stats = lock(&self.stats);
+        *stats
+            .injected
+            .entry(format!("altered_{}", field.name()))
+            .or_default() += 1;
+        Some(field)
+    }
+
+    fn take_fault(&self, method: &Method, path: &str) -> Option<Injected> {
         let mut plan = lock(&self.plan);
         if plan
             .path_contains
             .as_deref()
             .is_some_and(|p| !path.contains(p))
         {
+            return None;
+        }
+        let write = is_write(method, path);
+        if plan.ack_then_timeout > 0 && write {
+            plan.ack_then_timeout -= 1;
+            return Some(Injected::AckThenTimeout(Duration::from_millis(
+                plan.ack_delay_ms,
+            )));
+        }
+        if plan.writes_only && !write {
             return None;
         }
         if plan.rate_limited > 0 {
@@ -184,7 +346,7 @@ pub fn wrap(api: Router, faults: Arc<Faults>) -> Router {
 async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let route = format!("{} {}", request.method(), path);
-    match faults.take_fault(&path) {
+    match faults.take_fault(request.method(), &path) {
         Some(Injected::RateLimited(secs)) => {
             faults.record(route, Some("rate_limited"));
             let mut response = (
@@ -209,6 +371,13 @@ async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next)
             faults.record(route, Some("slow"));
             tokio::time::sleep(delay).await;
             next.run(request).await
+        }
+        Some(Injected::AckThenTimeout(delay)) => {
+            faults.record(route, Some("ack_then_timeout"));
+            // Apply first, then keep the client waiting past its timeout.
+            let response = next.run(request).await;
+            tokio::time::sleep(delay).await;
+            response
         }
         Some(Injected::Truncated) => {
             faults.record(route, Some("truncated"));
@@ -360,14 +529,14 @@ mod tests {
             ..FaultPlan::default()
         });
         assert!(matches!(
-            faults.take_fault("/x"),
+            faults.take_fault(&Method::GET, "/x"),
             Some(Injected::ServerError)
         ));
         assert!(matches!(
-            faults.take_fault("/x"),
+            faults.take_fault(&Method::GET, "/x"),
             Some(Injected::ServerError)
         ));
-        assert!(faults.take_fault("/x").is_none());
+        assert!(faults.take_fault(&Method::GET, "/x").is_none());
     }
 
     #[test]
@@ -378,11 +547,79 @@ mod tests {
             path_contains: Some("/agreements".into()),
             ..FaultPlan::default()
         });
-        assert!(faults.take_fault("/company/companies").is_none());
+        assert!(
+            faults
+                .take_fault(&Method::GET, "/company/companies")
+                .is_none()
+        );
         assert!(matches!(
-            faults.take_fault("/finance/agreements"),
+            faults.take_fault(&Method::GET, "/finance/agreements"),
             Some(Injected::RateLimited(_))
         ));
+    }
+
+    #[test]
+    fn ack_then_timeout_and_writes_only_skip_reads() {
+        let faults = Faults::default();
+        faults.set_plan(FaultPlan {
+            ack_then_timeout: 1,
+            ack_delay_ms: 50,
+            server_errors: 1,
+            writes_only: true,
+            ..FaultPlan::default()
+        });
+        let query = "/atservicesrest/v1.0/Companies/query";
+        assert!(faults.take_fault(&Method::GET, "/additions").is_none());
+        assert!(faults.take_fault(&Method::POST, query).is_none());
+        assert!(faults.take_fault(&Method::POST, "/auth/token").is_none());
+        assert!(matches!(
+            faults.take_fault(&Method::POST, "/additions"),
+            Some(Injected::AckThenTimeout(d)) if d == Duration::from_millis(50)
+        ));
+        assert!(matches!(
+            faults.take_fault(&Method::PATCH, "/additions/7"),
+            Some(Injected::ServerError)
+        ));
+        assert!(faults.take_fault(&Method::POST, "/additions").is_none());
+    }
+
+    #[test]
+    fn an_alteration_counts_down_and_is_counted() {
+        let faults = Faults::default();
+        faults.set_plan(FaultPlan {
+            alter_written: 1,
+            alter_field: Some(AlteredField::Price),
+            ..FaultPlan::default()
+        });
+        assert_eq!(faults.take_alteration("/x"), Some(AlteredField::Price));
+        assert_eq!(faults.take_alteration("/x"), None);
+        assert_eq!(faults.stats().injected.get("altered_price"), Some(&1));
+    }
+
+    #[test]
+    fn altered_values_always_differ_from_what_was_sent() {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        assert_eq!(altered_date(date(2026, 12, 7)), date(2027, 1, 1));
+        assert_eq!(altered_date(date(2026, 11, 1)), date(2026, 12, 1));
+        assert_eq!(altered_price(Decimal::from(72)), Decimal::from(6));
+        assert_eq!(altered_price(Decimal::new(3950, 2)), Decimal::new(329, 2));
+        for (sent, stored) in [(13, 10), (10, 5), (3, 0), (0, 5), (-7, -5), (-5, 0)] {
+            assert_eq!(
+                altered_quantity(Decimal::from(sent)),
+                Decimal::from(stored),
+                "{sent}"
+            );
+        }
+        assert_eq!(altered_quantity(Decimal::new(125, 1)), Decimal::from(10));
+    }
+
+    #[test]
+    fn a_plan_names_its_altered_field_in_snake_case() {
+        let plan: FaultPlan =
+            serde_json::from_str(r#"{"alter_written": 2, "alter_field": "quantity"}"#)
+                .expect("a plan");
+        assert_eq!(plan.alter_field, Some(AlteredField::Quantity));
+        assert_eq!(plan.alter_written, 2);
     }
 
     #[test]

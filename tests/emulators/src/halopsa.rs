@@ -61,6 +61,13 @@
 //! ASP.NET Core `BadRequest(string)`, \[I\]). Successful writes answer the
 //! records as stored.
 //!
+//! The `alter_written` fault ([`crate::faults`]) applies to
+//! `updatelines` and `Lines`: every line of the request is stored with the
+//! field altered (`date` moves `start_date` to the first of the following
+//! month, a line without one counting from today; `price` divides
+//! `unit_price` by 12; `quantity` rounds `qty_order` down to a pack of 5),
+//! as Halo recalculating a line from its item on save would.
+//!
 //! # Limits
 //!
 //! [`Settings::requests_per_minute`] (default
@@ -101,7 +108,9 @@ use crate::common::{
     Query, WriteLog, decimal_from_json, json_response, parse_date, plans, segments_after, today,
     write_log_routes,
 };
-use crate::faults::{Faults, RateWindow};
+use crate::faults::{
+    AlteredField, Faults, RateWindow, altered_date, altered_price, altered_quantity,
+};
 use crate::vendor_common::{TokenStore, bearer_token, retry_after_secs};
 use crate::world::World;
 
@@ -484,11 +493,11 @@ impl Halo {
                 self.list_with("invoices", records, query, path, &attach)
             }
             ["recurringinvoice", "updatelines"] if post => {
-                let lines = update_lines(&mut data(), body)?;
+                let lines = update_lines(&mut data(), body, (&self.faults, path, self.today))?;
                 Ok(json_response(StatusCode::OK, lines))
             }
             ["recurringinvoice", "lines"] if post => {
-                let lines = add_lines(&mut data(), body)?;
+                let lines = add_lines(&mut data(), body, (&self.faults, path, self.today))?;
                 Ok(json_response(StatusCode::CREATED, lines))
             }
             ["recurringinvoice"] if post => {
@@ -747,8 +756,28 @@ fn apply_line_fields(line: &mut Line, object: &Map<String, Value>) -> Result<(),
     Ok(())
 }
 
+/// Who asks a line write to be altered (the `alter_written` fault): the
+/// faults, the request path and "today" (a line without a start date is
+/// treated as starting today).
+type Alter<'a> = (&'a Faults, &'a str, NaiveDate);
+
+/// Stores every line of one write with the planned field altered, when the
+/// `alter_written` fault asks (one alteration per request).
+fn alter_lines(lines: &mut [Line], (faults, path, today): Alter<'_>) {
+    let Some(field) = faults.take_alteration(path) else {
+        return;
+    };
+    for line in lines {
+        match field {
+            AlteredField::Date => line.start = Some(altered_date(line.start.unwrap_or(today))),
+            AlteredField::Price => line.unit_price = altered_price(line.unit_price),
+            AlteredField::Quantity => line.qty = altered_quantity(line.qty),
+        }
+    }
+}
+
 /// `POST /api/RecurringInvoice/updatelines`.
-fn update_lines(data: &mut HaloData, body: &[u8]) -> Result<Value, Refusal> {
+fn update_lines(data: &mut HaloData, body: &[u8], alter: Alter<'_>) -> Result<Value, Refusal> {
     let items = objects(body, "updatelines")?;
     let mut updated = Vec::with_capacity(items.len());
     for (n, object) in items.iter().enumerate() {
@@ -789,6 +818,7 @@ fn update_lines(data: &mut HaloData, body: &[u8]) -> Result<Value, Refusal> {
         })?;
         updated.push(line);
     }
+    alter_lines(&mut updated, alter);
     let mut answer = Vec::with_capacity(updated.len());
     for line in updated {
         answer.push(data.line_json(&line));
@@ -855,7 +885,7 @@ fn new_line(
 }
 
 /// `POST /api/RecurringInvoice/Lines`.
-fn add_lines(data: &mut HaloData, body: &[u8]) -> Result<Value, Refusal> {
+fn add_lines(data: &mut HaloData, body: &[u8], alter: Alter<'_>) -> Result<Value, Refusal> {
     let items = objects(body, "Lines")?;
     let mut created = Vec::with_capacity(items.len());
     for (n, object) in items.iter().enumerate() {
@@ -876,6 +906,7 @@ fn add_lines(data: &mut HaloData, body: &[u8]) -> Result<Value, Refusal> {
             &context,
         )?);
     }
+    alter_lines(&mut created, alter);
     data.next_line_id += created.len() as i64;
     let answer = created.iter().map(|l| data.line_json(l)).collect();
     data.lines.extend(created);

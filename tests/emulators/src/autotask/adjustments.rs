@@ -18,6 +18,12 @@
 //! - `adjustedUnitPrice` / `adjustedUnitCost` reprice the service and the
 //!   full periods from the first one changed.
 //!
+//! The `alter_written` fault ([`crate::faults`]) applies to every
+//! adjustment: `date` stores it effective on the first of the following
+//! month, `price` reprices the service at the sent (or held) price ÷ 12,
+//! `quantity` rounds `unitChange` down to a pack of 5. The create still
+//! answers `{"itemId": n}`; what was stored shows in later reads.
+//!
 //! Refusals use Autotask's `{"errors": ["..."]}` with status 500: a
 //! non-integer `unitChange` (the .NET binder's "Input string '2.5' is not a
 //! valid integer" text), a date in a posted period (the exact text of
@@ -34,6 +40,7 @@ use super::entities::{
 };
 use super::{AtError, POSTED_PERIOD_ERROR};
 use crate::common::{Period, days_inclusive, decimal_from_json, parse_date, round_money};
+use crate::faults::{AlteredField, Faults, altered_date, altered_price, altered_quantity};
 
 fn get<'v>(object: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
     object
@@ -93,7 +100,9 @@ pub fn create(
     url_contract: Option<i64>,
     body: &[u8],
     today: NaiveDate,
+    (faults, path): (&Faults, &str),
 ) -> Result<i64, AtError> {
+    let alteration = faults.planned_alteration(path);
     let object = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => object,
         Ok(_) => {
@@ -103,11 +112,17 @@ pub fn create(
         }
         Err(e) => return Err(error(format!("The request body is not valid JSON: {e}"))),
     };
-    let unit_change = match get(&object, "unitChange") {
+    let mut unit_change = match get(&object, "unitChange") {
         Some(value) => integer(value, "unitChange")?,
         None => return Err(error("unitChange is required.")),
     };
-    let effective = match get(&object, "effectiveDate") {
+    if alteration == Some(AlteredField::Quantity) {
+        unit_change = altered_quantity(Decimal::from(unit_change))
+            .trunc()
+            .try_into()
+            .unwrap_or(unit_change);
+    }
+    let mut effective = match get(&object, "effectiveDate") {
         Some(Value::String(text)) => parse_date(text).ok_or_else(|| {
             error(format!(
                 "The value '{text}' is not a valid date for 'effectiveDate'."
@@ -120,6 +135,9 @@ pub fn create(
         }
         None => return Err(error("effectiveDate is required.")),
     };
+    if alteration == Some(AlteredField::Date) {
+        effective = altered_date(effective);
+    }
     let body_contract = optional_id(&object, "contractID")?;
     let contract_id = match (url_contract, body_contract) {
         (Some(url), Some(body)) if url != body => {
@@ -183,7 +201,7 @@ pub fn create(
     if super::entities::is_posted(period.end.min(contract.end), today) {
         return Err(error(POSTED_PERIOD_ERROR));
     }
-    let price = optional_money(&object, "adjustedUnitPrice")?;
+    let mut price = optional_money(&object, "adjustedUnitPrice")?;
     let cost = optional_money(&object, "adjustedUnitCost")?;
 
     // Work on copies; store only when every check passed.
@@ -207,6 +225,9 @@ pub fn create(
             }
         }
     };
+    if alteration == Some(AlteredField::Price) {
+        price = Some(altered_price(price.unwrap_or(service.unit_price)));
+    }
     let is_new = !data.contract_services.iter().any(|s| s.id == service.id);
     if let Some(price) = price {
         service.unit_price = price;
@@ -295,6 +316,9 @@ pub fn create(
     }
 
     // Commit.
+    if alteration.is_some() {
+        faults.take_alteration(path);
+    }
     if is_new {
         data.next_contract_service_id += 1;
         data.contract_services.push(service.clone());

@@ -4,6 +4,10 @@
 //! Every write validates a copy of the addition first and stores it only
 //! when valid, so a refused write changes nothing. JSON property names are
 //! matched case-insensitively, as ConnectWise's .NET binder does.
+//!
+//! The `alter_written` fault ([`crate::faults`]) applies to a create or
+//! replace, and to a JSON-Patch that sets the altered field: the addition
+//! is stored with that field changed and returned as stored.
 
 use std::borrow::Cow;
 
@@ -20,6 +24,7 @@ use crate::catalog::{PRODUCTS, Product};
 use crate::common::{
     cents, date_z, days_inclusive, decimal_from_json, money, parse_date, round_money,
 };
+use crate::faults::{AlteredField, Faults, altered_date, altered_price, altered_quantity};
 
 fn field_error(code: &str, field: &str, message: String) -> Value {
     json!({"code": code, "message": message, "resource": "addition", "field": field})
@@ -210,6 +215,13 @@ fn set_field(addition: &mut Addition, field: &str, value: &Value) -> Result<(), 
     Ok(())
 }
 
+/// The fields a create or replace always sets.
+const ALL_FIELDS: [AlteredField; 3] = [
+    AlteredField::Date,
+    AlteredField::Price,
+    AlteredField::Quantity,
+];
+
 /// Fields a create or replace body may carry that are ignored (read-only
 /// values echoed back from a previous GET).
 const IGNORED_ON_WRITE: &[&str] = &[
@@ -241,6 +253,27 @@ fn check_dates(addition: &Addition) -> Result<(), Value> {
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Stores `field` of `addition` differently than sent (the
+/// `alter_written` fault).
+fn alter(addition: &mut Addition, field: AlteredField) {
+    match field {
+        AlteredField::Date => addition.effective = addition.effective.map(altered_date),
+        AlteredField::Price => addition.unit_price = altered_price(addition.unit_price),
+        AlteredField::Quantity => addition.quantity = altered_quantity(addition.quantity),
+    }
+}
+
+/// The altered field for a write to `path` that sets `touched`, if the
+/// fault plan alters one of them (consuming one alteration).
+fn alteration(faults: &Faults, path: &str, touched: &[AlteredField]) -> Option<AlteredField> {
+    let planned = faults.planned_alteration(path)?;
+    if touched.contains(&planned) {
+        faults.take_alteration(path)
+    } else {
+        None
     }
 }
 
@@ -312,6 +345,7 @@ pub fn create(
     agreement: &Agreement,
     body: &[u8],
     today: NaiveDate,
+    (faults, path): (&Faults, &str),
 ) -> Result<Addition, CwError> {
     let object = parse_object(body)?;
     let now = Utc::now();
@@ -346,7 +380,10 @@ pub fn create(
         entered_by: API_MEMBER,
         updated_by: API_MEMBER,
     };
-    let addition = from_body(&object, agreement, template)?;
+    let mut addition = from_body(&object, agreement, template)?;
+    if let Some(field) = alteration(faults, path, &ALL_FIELDS) {
+        alter(&mut addition, field);
+    }
     data.next_addition_id += 1;
     data.additions.push(addition.clone());
     Ok(addition)
@@ -359,6 +396,7 @@ pub fn replace(
     index: usize,
     agreement: &Agreement,
     body: &[u8],
+    (faults, path): (&Faults, &str),
 ) -> Result<Addition, CwError> {
     let object = parse_object(body)?;
     let current = &data.additions[index];
@@ -374,6 +412,9 @@ pub fn replace(
         ..current.clone()
     };
     let mut addition = from_body(&object, agreement, template)?;
+    if let Some(field) = alteration(faults, path, &ALL_FIELDS) {
+        alter(&mut addition, field);
+    }
     addition.updated = Utc::now();
     addition.updated_by = API_MEMBER;
     data.additions[index] = addition.clone();
@@ -384,7 +425,12 @@ pub fn replace(
 /// array, e.g. `[{"op": "replace", "path": "quantity", "value": 12}]`.
 /// `path` may start with `/`; ops are `replace`, `add` (same as replace)
 /// and `remove` (clears an optional field). All operations apply or none.
-pub fn patch(data: &mut CwData, index: usize, body: &[u8]) -> Result<Addition, CwError> {
+pub fn patch(
+    data: &mut CwData,
+    index: usize,
+    body: &[u8],
+    (faults, url_path): (&Faults, &str),
+) -> Result<Addition, CwError> {
     let operations = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(operations)) => operations,
         Ok(_) => {
@@ -403,6 +449,7 @@ pub fn patch(data: &mut CwData, index: usize, body: &[u8]) -> Result<Addition, C
     }
     let mut addition = data.additions[index].clone();
     let mut errors = Vec::new();
+    let mut touched = Vec::new();
     for (n, operation) in operations.iter().enumerate() {
         let Some(operation) = operation.as_object() else {
             errors.push(field_error(
@@ -468,12 +515,21 @@ pub fn patch(data: &mut CwData, index: usize, body: &[u8]) -> Result<Addition, C
         if let Err(error) = set_field(&mut addition, path, &value) {
             errors.push(error);
         }
+        match path.to_ascii_lowercase().as_str() {
+            "effectivedate" => touched.push(AlteredField::Date),
+            "unitprice" => touched.push(AlteredField::Price),
+            "quantity" => touched.push(AlteredField::Quantity),
+            _ => {}
+        }
     }
     if let Err(error) = check_dates(&addition) {
         errors.push(error);
     }
     if !errors.is_empty() {
         return Err(CwError::invalid("addition", errors));
+    }
+    if let Some(field) = alteration(faults, url_path, &touched) {
+        alter(&mut addition, field);
     }
     addition.updated = Utc::now();
     addition.updated_by = API_MEMBER;
