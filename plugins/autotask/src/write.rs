@@ -15,7 +15,13 @@
 //! 3. `unitChange = new − current`; when it is 0 the change is already in
 //!    Autotask (an earlier attempt landed) and nothing is written;
 //!    otherwise `POST /ContractServiceAdjustments`;
-//! 4. the unit records are read back and must show the new units.
+//! 4. the unit records and the contract service are read back: the new
+//!    units must be in effect from the effective date and the unit price
+//!    must be the one held before. Anything else — units rounded, the
+//!    adjustment moved to another date, the service repriced from the
+//!    catalogue — fails the call naming what Autotask stored and what
+//!    Trueup sent ([`ReadBack`]); no second adjustment is ever posted in
+//!    the same call, since adjustments cannot be deleted.
 //!
 //! Applying the same change twice therefore posts one adjustment. A
 //! decimal quantity is refused before any request (units are whole
@@ -32,7 +38,8 @@ use serde_json::json;
 use trueup_connector::plan::{Calls, Step, line_to_add, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
-use trueup_connector::values::{self, date_to_iso, days_from_civil};
+use trueup_connector::readback::ReadBack;
+use trueup_connector::values::{self, civil_from_days, date_to_iso, days_from_civil};
 
 use crate::api::{Client, MAX_LOOKUP_PAGES, record_id, search};
 use crate::model::{
@@ -274,25 +281,58 @@ pub fn run(
     if let Some(posted) = posted {
         record_ids.push(created_id(&posted)?.to_string());
     }
+    // Every unit record of the service, not only those up to the
+    // effective date: an adjustment Autotask moved to a later date shows
+    // only there.
+    let all_units_url = client.query_get_url(
+        "ContractServiceUnits",
+        &search(
+            json!([{"op": "eq", "field": "contractServiceID", "value": line}]),
+            UNIT_FIELDS,
+        ),
+    );
     let Some(after) = read_units(
         &client,
         calls,
-        &units_url,
+        &all_units_url,
         format!("read the unit records of contract service {line} back"),
         true,
     )?
     else {
         return Ok(None);
     };
+    let Some(response) = get_step(
+        &client,
+        calls,
+        &client.url(&format!("/ContractServices/{line}")),
+        format!("read contract service {line} back for its unit price"),
+        true,
+    )?
+    else {
+        return Ok(None);
+    };
+    let service_after: AtContractService = client.item(&response, "contract service")?;
     let refs: Vec<&AtUnit> = after.iter().collect();
     let now = units_on(&refs, day)?.unwrap_or(0);
+    let mut check = ReadBack::new(
+        "Autotask",
+        format!(
+            "adjustment {} of contract service {line}",
+            record_ids.join(", ")
+        ),
+    );
     if now != new {
-        return Err(ConnectorError::Internal(format!(
-            "GET {units_url}: after adjustment {} Autotask shows {now} units on {}, not {new}",
-            record_ids.join(", "),
-            date_to_iso(&effective)
-        )));
+        match moved_to(&refs, day, new)? {
+            Some(moved) => check.date(
+                "effective date",
+                Some(civil_from_days(moved)),
+                Some(effective),
+            ),
+            None => check.quantity(Decimal::from(now), Decimal::from(new)),
+        }
     }
+    check.unit_price_kept(service_after.unit_price, service.unit_price);
+    check.finish()?;
     // The period's own record is the covering record that starts first;
     // starting after the effective date's period start means a mid-period
     // change, which Autotask prorates.
@@ -320,6 +360,29 @@ pub fn run(
         line: service_line(&service, Some(&catalog), &refs, &effective)?,
         notes,
     }))
+}
+
+/// The first day after `day` from which `units` are in effect, among the
+/// starts of `records`: where an adjustment dated `day` was stored when
+/// Autotask moved it.
+///
+/// # Errors
+/// `internal` for a malformed date.
+fn moved_to(records: &[&AtUnit], day: i64, units: i64) -> Result<Option<i64>, ConnectorError> {
+    let mut starts = Vec::new();
+    for record in records {
+        let (start, _) = span(record)?;
+        if start > day {
+            starts.push(start);
+        }
+    }
+    starts.sort_unstable();
+    for start in starts {
+        if units_on(records, start)? == Some(units) {
+            return Ok(Some(start));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

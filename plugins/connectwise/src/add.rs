@@ -20,9 +20,10 @@
 //! 3. `POST /finance/agreements/{id}/additions` with the product by id, the
 //!    quantity, the catalogue price and cost as `unitPrice` / `unitCost`,
 //!    `billCustomer: Billable` and `effectiveDate` `e`.
-//! 4. `GET …/additions?conditions=product/identifier = "…" and
-//!    effectiveDate = [e]` reads the new addition back (by the id the POST
-//!    answered); it must bill the new quantity.
+//! 4. `GET …/additions/{id}` reads the new addition back (by the id the
+//!    POST answered); it must bill the new quantity, at the unit price and
+//!    from the effective date sent, or the call fails naming what
+//!    ConnectWise stored instead (and nothing is written again).
 
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -33,7 +34,7 @@ use trueup_connector::values::{date_to_iso, opt_date};
 
 use crate::api::{Client, cw_date, quoted};
 use crate::model::{ADDITION_FIELDS, CATALOG_FIELDS, CwAddition, CwCatalogItem};
-use crate::write::{conflict, day, product_additions, unchanged};
+use crate::write::{conflict, day, product_additions, stored_as_sent, unchanged};
 
 /// When `addition` starts billing, for messages.
 fn starts(addition: &CwAddition) -> Result<String, ConnectorError> {
@@ -163,25 +164,22 @@ pub fn run(
         Some(response) => Some(response.json::<CwAddition>()?.id),
         None => None,
     };
-    let read_back = client.list_url(
-        &additions_path,
-        &[
-            (
-                "conditions",
-                &format!("{by_product} and effectiveDate = [{}]", cw_date(&effective)),
-            ),
-            ("fields", ADDITION_FIELDS),
-        ],
-    );
+    // Read the new addition back by id: a date ConnectWise moved would
+    // hide it from a list by effective date. While planning the id is
+    // known only once the POST answers.
+    let read_back = client.url(&format!(
+        "{additions_path}/{}",
+        created_id.map_or_else(|| "{new addition}".to_owned(), |id| id.to_string())
+    ));
     let Some(response) = calls.read_back(
         Step::get(
             &read_back,
             format!(
-                "read back the additions of product {identifier} effective {}",
+                "read back the new addition of product {identifier} effective {}",
                 date_to_iso(&effective)
             ),
         ),
-        |r| client.send(r.header("pagination-type", "forward-only")),
+        |r| client.send(r),
     )?
     else {
         return Ok(None);
@@ -192,16 +190,8 @@ pub fn run(
             client.url(&additions_path)
         ))
     })?;
-    let after: Vec<CwAddition> = response.json()?;
-    let written = after
-        .into_iter()
-        .find(|a| a.id == created_id)
-        .ok_or_else(|| {
-            ConnectorError::Internal(format!(
-                "GET {read_back}: addition {created_id} is not among the additions of product {identifier} effective {} after the POST",
-                date_to_iso(&effective)
-            ))
-        })?;
+    let written: CwAddition = response.json()?;
+    stored_as_sent(&written, new, Some(price), Some(effective))?;
     if !holds(&written, new, from)? {
         return Err(ConnectorError::Internal(format!(
             "GET {read_back}: addition {created_id} bills quantity {} ({}), not {} from {}",

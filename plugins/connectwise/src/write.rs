@@ -18,6 +18,12 @@
 //! effective on `e`), and when both are done nothing is written and the
 //! result says `changed = false`.
 //!
+//! After the write the addition is read back and its quantity, unit price
+//! and effective date compared with what was sent ([`stored_as_sent`]): a
+//! ConnectWise that stored something else (a date normalised, a price
+//! recalculated from the catalogue, a quantity rounded) fails the call
+//! with both values named, and nothing is written again.
+//!
 //! A change without a line adds an addition: see [`crate::add`].
 
 use rust_decimal::Decimal;
@@ -25,6 +31,7 @@ use serde_json::json;
 use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
+use trueup_connector::readback::ReadBack;
 use trueup_connector::values::{self, civil_from_days, date_to_iso, days_from_civil, opt_date};
 
 use crate::api::{Client, cw_date, record_id};
@@ -114,6 +121,30 @@ pub fn run(
     }
 }
 
+/// Checks the addition read back after a write against what was sent
+/// (`quantity`, `unit_price`, `effective`; `None` = not part of the write
+/// and held before it, so checked as unchanged where known).
+///
+/// # Errors
+/// `internal` naming each field ConnectWise stored differently, with both
+/// values (see [`ReadBack`]).
+pub(crate) fn stored_as_sent(
+    stored: &CwAddition,
+    quantity: Decimal,
+    unit_price: Option<Decimal>,
+    effective: Option<Date>,
+) -> Result<(), ConnectorError> {
+    let mut check = ReadBack::new("ConnectWise", format!("addition {}", stored.id));
+    check.quantity(stored.quantity, quantity);
+    check.unit_price(stored.unit_price, unit_price);
+    check.date(
+        "effective date",
+        opt_date(stored.effective_date.as_deref())?,
+        effective,
+    );
+    check.finish()
+}
+
 /// The result when ConnectWise already holds the change.
 pub(crate) fn unchanged(
     addition: &CwAddition,
@@ -173,12 +204,12 @@ fn immediate(
         return Ok(None);
     };
     let written: CwAddition = response.json()?;
-    if written.quantity != new {
-        return Err(ConnectorError::Internal(format!(
-            "GET {line_url}: after the PATCH ConnectWise shows quantity {}, not {}",
-            written.quantity, new
-        )));
-    }
+    stored_as_sent(
+        &written,
+        new,
+        current.unit_price,
+        opt_date(current.effective_date.as_deref())?,
+    )?;
     notes.push(format!(
         "quantity of addition {} changed in place from {} to {}",
         current.id,
@@ -346,7 +377,7 @@ fn dated(
             current_end.map(|c| date_to_iso(&c)).unwrap_or_default()
         ));
     }
-    match &existing {
+    let billing: Option<u64> = match &existing {
         Some(found) => {
             record_ids.push(found.id.to_string());
             notes.push(format!(
@@ -355,6 +386,7 @@ fn dated(
                 new.normalize(),
                 date_to_iso(&effective)
             ));
+            Some(found.id)
         }
         None => {
             let mut body = json!({
@@ -394,48 +426,46 @@ fn dated(
                 ),
                 |r| client.send(r),
             )?;
-            if let Some(created) = created {
-                let created: CwAddition = created.json()?;
-                record_ids.push(created.id.to_string());
-                notes.push(format!(
-                    "addition {} bills quantity {} from {}",
-                    created.id,
-                    new.normalize(),
-                    date_to_iso(&effective)
-                ));
+            match created {
+                Some(created) => {
+                    let created: CwAddition = created.json()?;
+                    record_ids.push(created.id.to_string());
+                    notes.push(format!(
+                        "addition {} bills quantity {} from {}",
+                        created.id,
+                        new.normalize(),
+                        date_to_iso(&effective)
+                    ));
+                    Some(created.id)
+                }
+                None => None,
             }
         }
-    }
+    };
+    // Read back the addition that bills the new quantity — the one created
+    // now, or the one an earlier attempt left — by id: a date ConnectWise
+    // moved would hide it from a list by effective date. While planning the
+    // id is known only once the POST answers.
+    let read_url = client.url(&format!(
+        "/finance/agreements/{agreement}/additions/{}",
+        billing.map_or_else(|| "{new addition}".to_owned(), |id| id.to_string())
+    ));
     let Some(response) = calls.read_back(
         Step::get(
-            &list_url,
+            &read_url,
             format!(
-                "read back the additions of product {product} effective {}",
+                "read back the addition of product {product} that bills quantity {} from {}",
+                new.normalize(),
                 date_to_iso(&effective)
             ),
         ),
-        |r| client.send(r.header("pagination-type", "forward-only")),
+        |r| client.send(r),
     )?
     else {
         return Ok(None);
     };
-    let after: Vec<CwAddition> = response.json()?;
-    let mut written = None;
-    for addition in after {
-        if holds_new(&addition)?
-            && written
-                .as_ref()
-                .is_none_or(|w: &CwAddition| addition.id > w.id)
-        {
-            written = Some(addition);
-        }
-    }
-    let written = written.ok_or_else(|| {
-        ConnectorError::Internal(format!(
-            "GET {list_url}: after the write ConnectWise shows no addition of product {product} with quantity {new} from {}",
-            date_to_iso(&effective)
-        ))
-    })?;
+    let written: CwAddition = response.json()?;
+    stored_as_sent(&written, new, current.unit_price, Some(effective))?;
     Ok(Some(WriteResult {
         record_ids,
         changed: true,

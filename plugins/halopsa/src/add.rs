@@ -27,6 +27,7 @@ use trueup_connector::paging::with_query;
 use trueup_connector::plan::{Calls, Step, json_number, line_to_add, one_catalogue_entry, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{QuantityChange, WriteResult};
+use trueup_connector::readback::ReadBack;
 use trueup_connector::values::{date_to_iso, days_from_civil, opt_date};
 
 use crate::api::{Client, ListPage, list};
@@ -275,7 +276,16 @@ pub fn run(
                 "GET {invoice_url}: line {created_id} is missing after it was added"
             ))
         })?;
-    if line.qty_order != new || opt_date(line.end_date.as_deref())?.is_some() {
+    let mut check = ReadBack::new("HaloPSA", format!("line {created_id}"));
+    check.quantity(line.qty_order, new);
+    check.unit_price(line.unit_price, Some(price));
+    check.date(
+        "start date",
+        opt_date(line.start_date.as_deref())?,
+        Some(effective),
+    );
+    check.finish()?;
+    if opt_date(line.end_date.as_deref())?.is_some() {
         return Err(ConnectorError::Internal(format!(
             "GET {invoice_url}: line {created_id} has quantity {} ending {}, not quantity {} with no end",
             line.qty_order.normalize(),

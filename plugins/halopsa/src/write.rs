@@ -7,7 +7,11 @@
 //!    (`changed = false`): applying twice writes once;
 //! 3. otherwise `POST /api/RecurringInvoice/updatelines` with
 //!    `[{"id": line, "ihid": invoice, "qty_order": new}]`;
-//! 4. `GET /api/RecurringInvoice/{ihid}` reads the line back.
+//! 4. `GET /api/RecurringInvoice/{ihid}` reads the line back: it must
+//!    have the quantity sent and keep its unit price and start date. A
+//!    Halo that stored anything else (a quantity rounded, the price
+//!    recalculated from the item, the start moved) fails the call naming
+//!    both values ([`ReadBack`]); nothing is written again.
 //!
 //! Halo keeps no dated history on recurring invoice lines, so a `dated`
 //! change is made in place too; it bills from the next invoice the
@@ -21,7 +25,8 @@ use serde_json::json;
 use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
-use trueup_connector::values::{self, date_to_iso};
+use trueup_connector::readback::ReadBack;
+use trueup_connector::values::{self, date_to_iso, opt_date};
 
 use crate::api::{Client, record_id};
 use crate::invoices_of;
@@ -140,12 +145,16 @@ pub fn run(
                 "GET {invoice_url}: line {line_id} is missing after the update"
             ))
         })?;
-    if after.qty_order != new {
-        return Err(ConnectorError::Internal(format!(
-            "GET {invoice_url}: after the update line {line_id} has quantity {}, not {new}",
-            after.qty_order
-        )));
-    }
+    let mut check = ReadBack::new("HaloPSA", format!("line {line_id}"));
+    check.quantity(after.qty_order, new);
+    check.unit_price_kept(after.unit_price, line.unit_price);
+    // The update sends no date: the line's start must stay as it was.
+    check.date_kept(
+        "start date",
+        opt_date(after.start_date.as_deref())?,
+        opt_date(line.start_date.as_deref())?,
+    );
+    check.finish()?;
     notes.push(format!(
         "line {line_id} changed from {} to {}",
         line.qty_order.normalize(),

@@ -95,6 +95,7 @@ pub mod paging;
 #[cfg(feature = "psa")]
 pub mod plan;
 pub mod progress;
+pub mod readback;
 #[cfg(feature = "vendor")]
 pub mod usage;
 pub mod values;
