@@ -12,6 +12,16 @@
 //! unmapped and the candidates come back as [`Suggestion`]s with score and
 //! reason. Two or more companies tied at the deciding method also leave the
 //! account unmapped, with every tied company suggested.
+//!
+//! Suggestions are ranked by evidence, strongest first (see [`NameEvidence`]):
+//! a candidate whose whole name is contained, word for word, in the
+//! account's (or the account's in its) comes before one that only shares
+//! some words, which comes before one that is merely spelled alike. The
+//! bigram score alone ranks badly: "Coho Winery" scores 0.6957 against
+//! "Contoso Winery" (one shared word, similar letters) but only 0.6897
+//! against "Coho Winery Holdings" (every word shared). Companies tied on a
+//! shared domain, or on an equal name, are ordered by how well their names
+//! agree with the account's (and by a shared domain), never by PSA order.
 
 use std::collections::HashMap;
 
@@ -157,7 +167,24 @@ pub fn normalize_name(name: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NameKey {
     normalized: String,
+    /// The distinct words, sorted.
+    words: Vec<String>,
     bigrams: Vec<(char, char)>,
+}
+
+/// What a candidate company's name has in common with an account's, in
+/// ranking order: the derived `Ord` compares `contained` first, then
+/// `shared_words`, then `score`, so whole-word agreement outranks letters
+/// that merely look alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NameEvidence {
+    /// Every word of the shorter name is a word of the longer one ("Coho
+    /// Winery" in "Coho Winery Holdings").
+    pub contained: bool,
+    /// Distinct whole words both names have (after [`normalize_name`]).
+    pub shared_words: usize,
+    /// The bigram similarity ([`name_similarity`]).
+    pub score: Decimal,
 }
 
 impl NameKey {
@@ -166,12 +193,34 @@ impl NameKey {
         let mut words: Vec<&str> = normalized.split(' ').collect();
         words.sort_unstable();
         let sorted = words.join(" ");
+        words.dedup();
         let chars: Vec<char> = sorted.chars().collect();
         let mut bigrams: Vec<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
         bigrams.sort_unstable();
         Self {
+            words: words
+                .into_iter()
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect(),
             normalized,
             bigrams,
+        }
+    }
+
+    /// The evidence that `self` and `other` name the same company, with
+    /// `score` already computed ([`NameKey::dice`]).
+    fn evidence(&self, other: &Self, score: Decimal) -> NameEvidence {
+        let shared_words = self
+            .words
+            .iter()
+            .filter(|w| other.words.binary_search(w).is_ok())
+            .count();
+        let shorter = self.words.len().min(other.words.len());
+        NameEvidence {
+            contained: shared_words > 0 && shared_words == shorter,
+            shared_words,
+            score,
         }
     }
 
@@ -217,6 +266,14 @@ impl NameKey {
 /// [`normalize_name`] and sorting its words, so word order does not matter.
 pub fn name_similarity(a: &str, b: &str) -> Decimal {
     NameKey::new(a).dice(&NameKey::new(b))
+}
+
+/// The ranking evidence ([`NameEvidence`]) that `a` and `b` name the same
+/// company.
+pub fn name_evidence(a: &str, b: &str) -> NameEvidence {
+    let (a, b) = (NameKey::new(a), NameKey::new(b));
+    let score = a.dice(&b);
+    a.evidence(&b, score)
 }
 
 /// A domain in the form domains are compared in: lower-case, trimmed, with
@@ -305,8 +362,14 @@ impl<'a> CompanyIndex<'a> {
             vendor: account.vendor.clone(),
             account: account.id.clone(),
         };
+        let account_domains: Vec<String> = account
+            .domains
+            .iter()
+            .filter_map(|d| normalize_domain(d))
+            .collect();
         if let Some(hits) = self.by_link.get(&link) {
-            return self.decide_exact(account, hits, MappingMethod::ExactIdLink, |c| {
+            let hits = self.domain_sharers_first(hits, &account_domains);
+            return self.decide_exact(account, &hits, MappingMethod::ExactIdLink, |c| {
                 format!(
                     "{} links to {} account {} in the PSA",
                     c.name, account.vendor, account.id
@@ -315,7 +378,8 @@ impl<'a> CompanyIndex<'a> {
         }
         let key = NameKey::new(&account.name);
         if let Some(hits) = self.by_name.get(&key.normalized) {
-            return self.decide_exact(account, hits, MappingMethod::ExactName, |c| {
+            let hits = self.domain_sharers_first(hits, &account_domains);
+            return self.decide_exact(account, &hits, MappingMethod::ExactName, |c| {
                 format!(
                     "name \"{}\" equals \"{}\" once normalized (\"{}\")",
                     account.name, c.name, key.normalized
@@ -323,10 +387,10 @@ impl<'a> CompanyIndex<'a> {
             });
         }
         let mut domain_hits: Vec<(usize, String)> = Vec::new();
-        for domain in account.domains.iter().filter_map(|d| normalize_domain(d)) {
+        for domain in &account_domains {
             for &i in self
                 .by_domain
-                .get(&domain)
+                .get(domain)
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
@@ -336,7 +400,18 @@ impl<'a> CompanyIndex<'a> {
             }
         }
         if !domain_hits.is_empty() {
-            let hits: Vec<usize> = domain_hits.iter().map(|(i, _)| *i).collect();
+            // Several companies on one domain (a parent's, or the MSP's own
+            // website on every company): the one whose name agrees best
+            // with the account's comes first.
+            let mut ranked: Vec<(NameEvidence, usize)> = domain_hits
+                .iter()
+                .map(|&(i, _)| {
+                    let company = &self.keys[i];
+                    (key.evidence(company, key.dice(company)), i)
+                })
+                .collect();
+            ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let hits: Vec<usize> = ranked.iter().map(|(_, i)| *i).collect();
             let domain_of = |i: usize| {
                 domain_hits
                     .iter()
@@ -376,6 +451,20 @@ impl<'a> CompanyIndex<'a> {
         self.decide_fuzzy(account, &key)
     }
 
+    /// `hits` with the companies that share a domain with the account
+    /// first (each group in company order): the better candidates when
+    /// several companies match equally by name or link.
+    fn domain_sharers_first(&self, hits: &[usize], account_domains: &[String]) -> Vec<usize> {
+        let shares = |i: usize| {
+            account_domains
+                .iter()
+                .any(|d| self.by_domain.get(d).is_some_and(|list| list.contains(&i)))
+        };
+        let (mut first, rest): (Vec<usize>, Vec<usize>) = hits.iter().partition(|&&i| shares(i));
+        first.extend(rest);
+        first
+    }
+
     fn decide_exact(
         &self,
         account: &VendorAccount,
@@ -405,19 +494,21 @@ impl<'a> CompanyIndex<'a> {
     }
 
     fn decide_fuzzy(&self, account: &VendorAccount, key: &NameKey) -> MatchOutcome {
-        let mut scored: Vec<(Decimal, usize)> = Vec::new();
+        let mut ranked: Vec<(NameEvidence, usize)> = Vec::new();
         for (i, company_key) in self.keys.iter().enumerate() {
             if key.upper_bound(company_key.bigrams.len()) < self.config.min_suggestion {
                 continue;
             }
             let score = key.dice(company_key);
             if score >= self.config.min_suggestion {
-                scored.push((score, i));
+                ranked.push((key.evidence(company_key, score), i));
             }
         }
-        // Best first; equal scores in company order so output is stable.
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let Some(&(best, best_i)) = scored.first() else {
+        // Strongest evidence first (whole words before look-alike letters,
+        // see [`NameEvidence`]); equal evidence in company order so the
+        // output is stable.
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let Some(&(top, top_i)) = ranked.first() else {
             return self.unmapped(
                 account,
                 MappingMethod::NoMatch,
@@ -425,10 +516,14 @@ impl<'a> CompanyIndex<'a> {
                 vec![],
             );
         };
-        let tied = scored.iter().take_while(|(s, _)| *s == best).count();
+        let tied = ranked.iter().take_while(|(e, _)| *e == top).count();
+        let best = top.score;
         let threshold = self.config.apply_threshold;
+        // Applied only when the best-ranked candidate is alone and scores
+        // at or above the threshold: when word evidence and letters point
+        // at different companies, a person decides.
         if best >= threshold && tied == 1 {
-            let company = &self.companies[best_i];
+            let company = &self.companies[top_i];
             let reason = format!(
                 "name \"{}\" is similar to \"{}\" (score {best}, at or above the {threshold} threshold){}",
                 account.name,
@@ -437,20 +532,28 @@ impl<'a> CompanyIndex<'a> {
             );
             return self.mapped(
                 account,
-                best_i,
+                top_i,
                 MappingMethod::FuzzyName { score: best },
                 reason,
             );
         }
-        let keep = tied.max(MAX_SUGGESTIONS).min(scored.len());
-        let suggestions = scored[..keep]
+        let keep = tied.max(MAX_SUGGESTIONS).min(ranked.len());
+        let suggestions = ranked[..keep]
             .iter()
-            .map(|&(score, i)| {
+            .map(|&(evidence, i)| {
                 let company = &self.companies[i];
-                let why_not = if score < threshold {
+                let score = evidence.score;
+                let why_not = if evidence == top && tied > 1 {
+                    "tied with another company; pick one".to_owned()
+                } else if score < threshold {
                     format!("below the {threshold} threshold; confirm to map")
                 } else {
-                    "tied with another company; pick one".to_owned()
+                    "but another company's name shares more words; confirm to map".to_owned()
+                };
+                let words = match (evidence.contained, evidence.shared_words) {
+                    (true, _) => ", every word of the shorter name in the other".to_owned(),
+                    (false, 0) => String::new(),
+                    (false, n) => format!(", {n} word(s) in common"),
                 };
                 Suggestion {
                     company: company.id.clone(),
@@ -458,7 +561,7 @@ impl<'a> CompanyIndex<'a> {
                     method: MappingMethod::FuzzyName { score },
                     score,
                     reason: format!(
-                        "name \"{}\" is similar to \"{}\" (score {score}), {why_not}",
+                        "name \"{}\" is similar to \"{}\" (score {score}{words}), {why_not}",
                         account.name, company.name
                     ),
                 }
@@ -475,7 +578,8 @@ impl<'a> CompanyIndex<'a> {
                 account,
                 MappingMethod::NoMatch,
                 format!(
-                    "best name score {best} is below the {threshold} threshold; see suggestions"
+                    "the closest name (\"{}\", score {best}) is below the {threshold} threshold; see suggestions",
+                    self.companies[top_i].name
                 ),
                 suggestions,
             )
@@ -692,6 +796,126 @@ mod tests {
             assert!(!outcome.mapping.reason.is_empty());
             assert!(outcome.suggestions.is_empty());
         }
+    }
+
+    /// Ranking: an exact or domain match outranks a fuzzy one, and whole
+    /// words outrank look-alike letters. Each case: the account, the
+    /// companies (in PSA order), and the company expected first — mapped
+    /// outright (`true`) or first among the suggestions (`false`).
+    #[test]
+    fn exact_and_domain_evidence_outrank_fuzzy_names() {
+        struct Case {
+            what: &'static str,
+            account: VendorAccount,
+            companies: Vec<Company>,
+            first: &'static str,
+            mapped: bool,
+        }
+        let coho = |domains: &[&str]| company("coho", "Coho Winery", domains);
+        let contoso = |domains: &[&str]| company("contoso", "Contoso Winery", domains);
+        let cases = [
+            Case {
+                what: "exact name",
+                account: account("a", "Coho Winery", &[]),
+                companies: vec![contoso(&[]), coho(&[])],
+                first: "coho",
+                mapped: true,
+            },
+            Case {
+                what: "name with legal suffix and punctuation",
+                account: account("a", "COHO WINERY, Inc.", &[]),
+                companies: vec![contoso(&[]), coho(&[])],
+                first: "coho",
+                mapped: true,
+            },
+            Case {
+                what: "domain match beats a closer-looking name",
+                account: account("a", "Contoso Winery Holdings", &["cohowinery.com"]),
+                companies: vec![contoso(&[]), coho(&["www.cohowinery.com"])],
+                first: "coho",
+                mapped: true,
+            },
+            Case {
+                what: "fuzzy: a typo at or above the threshold",
+                // "coho winry" vs "coho winery": 16/19 = 0.8421 < 0.90, so
+                // only suggested, but first (Contoso Winery: 0.5455).
+                account: account("a", "Coho Winry", &[]),
+                companies: vec![contoso(&[]), coho(&[])],
+                first: "coho",
+                mapped: false,
+            },
+            Case {
+                // The reported case: "Contoso Winery" scores 0.6957, "Coho
+                // Winery Holdings" 0.6897, yet only the latter holds every
+                // word of "Coho Winery".
+                what: "Coho/Contoso: every word shared outranks similar letters",
+                account: account("a", "Coho Winery", &[]),
+                companies: vec![
+                    contoso(&[]),
+                    company("holdings", "Coho Winery Holdings", &[]),
+                ],
+                first: "holdings",
+                mapped: false,
+            },
+            Case {
+                // Both companies carry the MSP's own website: the domain
+                // ties, the name decides the order (not the PSA's order).
+                what: "Coho/Contoso: a shared domain is ordered by the name",
+                account: account("a", "Coho Winery", &["msp.example"]),
+                companies: vec![
+                    company("contoso", "Contoso", &["msp.example"]),
+                    company("vineyards", "Coho Winery Vineyards", &["msp.example"]),
+                ],
+                first: "vineyards",
+                mapped: false,
+            },
+            Case {
+                what: "equal names: the one sharing the account's domain first",
+                account: account("a", "Coho Winery", &["cohowinery.com"]),
+                companies: vec![
+                    company("old", "Coho Winery", &[]),
+                    company("new", "Coho Winery LLC", &["cohowinery.com"]),
+                ],
+                first: "new",
+                mapped: false,
+            },
+        ];
+        for case in cases {
+            let index = CompanyIndex::new(&case.companies, MatchConfig::default());
+            let outcome = index.match_account(&case.account, None);
+            if case.mapped {
+                assert_eq!(
+                    outcome.mapping.status,
+                    AccountMappingStatus::Mapped(case.first.into()),
+                    "{}: {}",
+                    case.what,
+                    outcome.mapping.reason
+                );
+            } else {
+                assert_eq!(
+                    outcome.mapping.status,
+                    AccountMappingStatus::Unmapped,
+                    "{}",
+                    case.what
+                );
+                let order: Vec<&str> = outcome
+                    .suggestions
+                    .iter()
+                    .map(|s| s.company.as_str())
+                    .collect();
+                assert_eq!(order.first(), Some(&case.first), "{}: {order:?}", case.what);
+                assert!(order.len() >= 2, "{}: both suggested: {order:?}", case.what);
+            }
+        }
+        // The letters alone would have ranked Contoso first.
+        assert!(
+            name_similarity("Coho Winery", "Contoso Winery")
+                > name_similarity("Coho Winery", "Coho Winery Holdings")
+        );
+        assert!(
+            name_evidence("Coho Winery", "Coho Winery Holdings")
+                > name_evidence("Coho Winery", "Contoso Winery")
+        );
     }
 
     #[test]
