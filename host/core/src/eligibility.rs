@@ -12,7 +12,7 @@
 //! Nothing is dropped silently: every contract or line left out becomes an
 //! [`Exclusion`] with a machine [`ExclusionCode`] and a sentence for people.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,59 @@ pub enum ExclusionCode {
     UsageAfterAsOf,
     /// Usage a rule deliberately does not bill (a free SKU, a stale device).
     UsageIgnoredByRule,
+    /// A second record with an id already seen; the first one is used.
+    DuplicateRecord,
+}
+
+impl ExclusionCode {
+    /// Every code, in order (for listings that show zero counts too).
+    pub const ALL: [ExclusionCode; 17] = [
+        ExclusionCode::ContractInactive,
+        ExclusionCode::ContractCancelled,
+        ExclusionCode::ContractExpired,
+        ExclusionCode::ContractEnded,
+        ExclusionCode::ContractNotStarted,
+        ExclusionCode::NonRecurringCycle,
+        ExclusionCode::UnknownCompany,
+        ExclusionCode::UnknownContract,
+        ExclusionCode::ContractNotEligible,
+        ExclusionCode::LineNotBillable,
+        ExclusionCode::LineCancelled,
+        ExclusionCode::LineOutsidePeriod,
+        ExclusionCode::CompanyInactive,
+        ExclusionCode::AccountExcluded,
+        ExclusionCode::UsageAfterAsOf,
+        ExclusionCode::UsageIgnoredByRule,
+        ExclusionCode::DuplicateRecord,
+    ];
+
+    /// The code as stored and served (`contract_inactive`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExclusionCode::ContractInactive => "contract_inactive",
+            ExclusionCode::ContractCancelled => "contract_cancelled",
+            ExclusionCode::ContractExpired => "contract_expired",
+            ExclusionCode::ContractEnded => "contract_ended",
+            ExclusionCode::ContractNotStarted => "contract_not_started",
+            ExclusionCode::NonRecurringCycle => "non_recurring_cycle",
+            ExclusionCode::UnknownCompany => "unknown_company",
+            ExclusionCode::UnknownContract => "unknown_contract",
+            ExclusionCode::ContractNotEligible => "contract_not_eligible",
+            ExclusionCode::LineNotBillable => "line_not_billable",
+            ExclusionCode::LineCancelled => "line_cancelled",
+            ExclusionCode::LineOutsidePeriod => "line_outside_period",
+            ExclusionCode::CompanyInactive => "company_inactive",
+            ExclusionCode::AccountExcluded => "account_excluded",
+            ExclusionCode::UsageAfterAsOf => "usage_after_as_of",
+            ExclusionCode::UsageIgnoredByRule => "usage_ignored_by_rule",
+            ExclusionCode::DuplicateRecord => "duplicate_record",
+        }
+    }
+
+    /// The code named by `text` ([`ExclusionCode::as_str`]'s form).
+    pub fn parse(text: &str) -> Option<ExclusionCode> {
+        ExclusionCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
 }
 
 /// Whether an [`Exclusion`] removed something or only notes it.
@@ -97,6 +150,43 @@ pub struct Exclusion {
     pub severity: Severity,
     /// The reason in a sentence.
     pub reason: String,
+    /// The subject's name for people (company or contract name, line
+    /// description, account name), when the input has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The PSA company it concerns, when known: what answers "why is this
+    /// customer missing?".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<CompanyRef>,
+    /// Where the subject comes from: the PSA's name for companies,
+    /// contracts and lines, the vendor integration id for accounts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+/// A PSA company, by id and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CompanyRef {
+    /// The PSA's id.
+    pub id: CompanyId,
+    /// Its name.
+    pub name: String,
+}
+
+impl Exclusion {
+    /// An exclusion without name, company or source (the reconcile fills
+    /// them in from its input, see `reconcile::exclusions`).
+    pub fn new(subject: Subject, code: ExclusionCode, severity: Severity, reason: String) -> Self {
+        Self {
+            subject,
+            code,
+            severity,
+            reason,
+            name: None,
+            company: None,
+            source: String::new(),
+        }
+    }
 }
 
 /// A contract that is reconciled, with its schedule and current period.
@@ -134,7 +224,8 @@ pub struct Eligibility {
 
 /// Applies the eligibility rules as of `as_of`. Contracts whose own anchor
 /// is unset use `default_anchor`. Unknown references become exclusions, not
-/// errors. When ids repeat, the first record wins.
+/// errors. When ids repeat, the first record wins and the others become
+/// [`ExclusionCode::DuplicateRecord`] exclusions.
 pub fn assess(
     companies: &[Company],
     contracts: &[Contract],
@@ -145,7 +236,14 @@ pub fn assess(
     let mut out = Eligibility::default();
     let mut company_index: HashMap<&str, usize> = HashMap::with_capacity(companies.len());
     for (i, company) in companies.iter().enumerate() {
-        company_index.entry(company.id.as_str()).or_insert(i);
+        if company_index.contains_key(company.id.as_str()) {
+            out.exclusions.push(duplicate(
+                Subject::Company(company.id.clone()),
+                format!("company {} ({})", company.id, company.name),
+            ));
+            continue;
+        }
+        company_index.insert(company.id.as_str(), i);
     }
     // For each contract id: Ok(index into out.contracts) or the reason it
     // is out, which its lines repeat.
@@ -154,6 +252,10 @@ pub fn assess(
     let mut noted_companies = vec![false; companies.len()];
     for (i, contract) in contracts.iter().enumerate() {
         if contract_state.contains_key(contract.id.as_str()) {
+            out.exclusions.push(duplicate(
+                Subject::Contract(contract.id.clone()),
+                format!("contract {} ({})", contract.id, contract.name),
+            ));
             continue;
         }
         let verdict = assess_contract(contract, &company_index, as_of, default_anchor);
@@ -162,15 +264,15 @@ pub fn assess(
                 if companies[company].status == CompanyStatus::Inactive && !noted_companies[company]
                 {
                     noted_companies[company] = true;
-                    out.exclusions.push(Exclusion {
-                        subject: Subject::Company(companies[company].id.clone()),
-                        code: ExclusionCode::CompanyInactive,
-                        severity: Severity::Noted,
-                        reason: format!(
+                    out.exclusions.push(Exclusion::new(
+                        Subject::Company(companies[company].id.clone()),
+                        ExclusionCode::CompanyInactive,
+                        Severity::Noted,
+                        format!(
                             "company {} is inactive in the PSA but has active contract {}; its cards are still produced",
                             companies[company].name, contract.id
                         ),
-                    });
+                    ));
                 }
                 out.contracts.push(EligibleContract {
                     contract: i,
@@ -181,18 +283,26 @@ pub fn assess(
                 Ok(out.contracts.len() - 1)
             }
             Err((code, reason)) => {
-                out.exclusions.push(Exclusion {
-                    subject: Subject::Contract(contract.id.clone()),
+                out.exclusions.push(Exclusion::new(
+                    Subject::Contract(contract.id.clone()),
                     code,
-                    severity: Severity::Excluded,
-                    reason: reason.clone(),
-                });
+                    Severity::Excluded,
+                    reason.clone(),
+                ));
                 Err(reason)
             }
         };
         contract_state.insert(contract.id.as_str(), state);
     }
+    let mut seen_lines: HashSet<&str> = HashSet::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
+        if !seen_lines.insert(line.id.as_str()) {
+            out.exclusions.push(duplicate(
+                Subject::Line(line.id.clone()),
+                format!("line {} ({})", line.id, line.description),
+            ));
+            continue;
+        }
         let verdict = match contract_state.get(line.contract_id.as_str()) {
             None => Err((
                 ExclusionCode::UnknownContract,
@@ -212,12 +322,12 @@ pub fn assess(
         };
         match verdict {
             Ok(contract) => out.lines.push(EligibleLine { line: i, contract }),
-            Err((code, reason)) => out.exclusions.push(Exclusion {
-                subject: Subject::Line(line.id.clone()),
+            Err((code, reason)) => out.exclusions.push(Exclusion::new(
+                Subject::Line(line.id.clone()),
                 code,
-                severity: Severity::Excluded,
+                Severity::Excluded,
                 reason,
-            }),
+            )),
         }
     }
     out.exclusions.sort();
@@ -225,6 +335,18 @@ pub fn assess(
 }
 
 type Verdict<T> = Result<T, (ExclusionCode, String)>;
+
+/// A record whose id was already seen (`what` names it).
+fn duplicate(subject: Subject, what: String) -> Exclusion {
+    Exclusion::new(
+        subject,
+        ExclusionCode::DuplicateRecord,
+        Severity::Excluded,
+        format!(
+            "{what} repeats an id the PSA data already had; only the first record with that id is reconciled"
+        ),
+    )
+}
 
 fn assess_contract(
     contract: &Contract,
@@ -495,5 +617,56 @@ mod tests {
             dormant.period,
             Period::new(d(2025, 1, 1), d(2025, 12, 31)).unwrap()
         );
+    }
+
+    #[test]
+    fn repeated_ids_are_excluded_as_duplicates_and_the_first_record_counts() {
+        let as_of = d(2025, 3, 28);
+        let mut second_a = company("A", CompanyStatus::Active);
+        second_a.name = "Second A".into();
+        let companies = [company("A", CompanyStatus::Active), second_a];
+        let mut second_ok = contract("ok", "A", ContractStatus::Inactive, BillingCycle::Monthly);
+        second_ok.name = "Second ok".into();
+        let contracts = [
+            contract("ok", "A", ContractStatus::Active, BillingCycle::Monthly),
+            second_ok,
+        ];
+        let lines = [line("L", "ok"), line("L", "ok")];
+        let result = assess(&companies, &contracts, &lines, as_of, CycleAnchor::Calendar);
+        assert_eq!(
+            result.contracts.len(),
+            1,
+            "the first (active) contract counts"
+        );
+        assert_eq!(result.lines.len(), 1);
+        let got: Vec<(&Subject, ExclusionCode)> = result
+            .exclusions
+            .iter()
+            .map(|e| (&e.subject, e.code))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    &Subject::Company("A".into()),
+                    ExclusionCode::DuplicateRecord
+                ),
+                (
+                    &Subject::Contract("ok".into()),
+                    ExclusionCode::DuplicateRecord
+                ),
+                (&Subject::Line("L".into()), ExclusionCode::DuplicateRecord),
+            ]
+        );
+    }
+
+    #[test]
+    fn codes_read_back_from_their_stored_form() {
+        for code in ExclusionCode::ALL {
+            let serialized = serde_json::to_value(code).unwrap();
+            assert_eq!(serialized, serde_json::json!(code.as_str()));
+            assert_eq!(ExclusionCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ExclusionCode::parse("contract_gone"), None);
     }
 }

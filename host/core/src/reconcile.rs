@@ -15,6 +15,7 @@
 
 mod cards;
 mod evidence;
+pub mod exclusions;
 mod routing;
 mod unbilled;
 
@@ -113,6 +114,7 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> ReconcileOutput {
     let cards = sorted_cards(cards);
     let mut exclusions = std::mem::take(&mut engine.exclusions);
     exclusions.extend(engine.account_exclusions());
+    exclusions::describe(input, &mut exclusions);
     exclusions.sort();
     ReconcileOutput {
         as_of: input.as_of,

@@ -59,22 +59,22 @@ impl<'a> Engine<'a> {
                 })
             };
             if slot.excluded_rows > 0 {
-                out.push(Exclusion {
-                    subject: subject(),
-                    code: ExclusionCode::AccountExcluded,
-                    severity: Severity::Excluded,
-                    reason: format!(
+                out.push(Exclusion::new(
+                    subject(),
+                    ExclusionCode::AccountExcluded,
+                    Severity::Excluded,
+                    format!(
                         "{} account {} is excluded from billing; its {} usage row(s) were not reconciled",
                         slot.vendor, slot.account, slot.excluded_rows
                     ),
-                });
+                ));
             }
             if slot.ignored_rows > 0 {
-                out.push(Exclusion {
-                    subject: subject(),
-                    code: ExclusionCode::UsageIgnoredByRule,
-                    severity: Severity::Noted,
-                    reason: format!(
+                out.push(Exclusion::new(
+                    subject(),
+                    ExclusionCode::UsageIgnoredByRule,
+                    Severity::Noted,
+                    format!(
                         "{} usage row(s) of {} account {} are not billed by rule ({})",
                         slot.ignored_rows,
                         slot.vendor,
@@ -85,18 +85,18 @@ impl<'a> Engine<'a> {
                             .collect::<Vec<_>>()
                             .join("; ")
                     ),
-                });
+                ));
             }
             if slot.future_rows > 0 {
-                out.push(Exclusion {
-                    subject: subject(),
-                    code: ExclusionCode::UsageAfterAsOf,
-                    severity: Severity::Noted,
-                    reason: format!(
+                out.push(Exclusion::new(
+                    subject(),
+                    ExclusionCode::UsageAfterAsOf,
+                    Severity::Noted,
+                    format!(
                         "{} usage row(s) of {} account {} were observed after {} and ignored",
                         slot.future_rows, slot.vendor, slot.account, self.input.as_of
                     ),
-                });
+                ));
             }
         }
         out
