@@ -415,15 +415,27 @@ pub struct ServiceCard {
     /// The billing period reconciled (the contract's current period; the
     /// as-of calendar month when there is no contract).
     pub period: Option<Period>,
-    /// The quantity the PSA bills now.
+    /// The quantity the PSA bills now on this card's line.
     #[serde(with = "amount::option")]
     pub psa_quantity: Option<Decimal>,
+    /// What the PSA bills of the same product on the company's other lines,
+    /// when usage is compared against all of them together (a product billed
+    /// on two agreements): the variance is `vendor − (psa + elsewhere)`, so a
+    /// card must show this to add up. `None` when the line is the only one.
+    #[serde(
+        default,
+        with = "amount::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub psa_quantity_elsewhere: Option<Decimal>,
     /// What vendors report.
     pub vendor_quantity: Option<VendorQuantity>,
     /// The quantity proposed for the PSA line.
     #[serde(with = "amount::option")]
     pub target_quantity: Option<Decimal>,
-    /// `target − psa`: positive means under-billed.
+    /// What vendors report less what the PSA bills (`vendor − psa`, and
+    /// `− psa_quantity_elsewhere` when the company's other lines of the
+    /// product count): positive means under-billed.
     #[serde(with = "amount::option")]
     pub variance: Option<Decimal>,
     /// Price, cost and margin before and after.

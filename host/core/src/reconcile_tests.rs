@@ -344,6 +344,9 @@ fn several_lines_of_one_product_share_the_usage() {
         (la1.category, la1.target_quantity, la1.variance),
         (C::Reconcile, Some(dec!(8)), Some(dec!(-2)))
     );
+    // The card's numbers add up: 12 − (10 + 4 elsewhere) = −2.
+    assert_eq!(la1.psa_quantity_elsewhere, Some(dec!(4)));
+    assert_numbers_add_up(la1);
     let la9 = line_card(&out, "LA9");
     assert_eq!(la9.category, C::NoChange);
     assert!(
@@ -351,6 +354,56 @@ fn several_lines_of_one_product_share_the_usage() {
         "{:?}",
         la9.notes
     );
+}
+
+/// A line card's variance is what vendors report less everything the PSA
+/// bills that the comparison counted, so the numbers on the card add up.
+fn assert_numbers_add_up(card: &ServiceCard) {
+    let (Some(psa), Some(vendor), Some(variance)) =
+        (card.psa_quantity, card.vendor_quantity, card.variance)
+    else {
+        return;
+    };
+    let elsewhere = card.psa_quantity_elsewhere.unwrap_or_default();
+    assert_eq!(
+        vendor.billable - (psa + elsewhere),
+        variance,
+        "card {} shows PSA {psa} (+{elsewhere} elsewhere), vendor {}, variance {variance}",
+        card.key,
+        vendor.billable
+    );
+}
+
+/// Seen in a browser: "No change · PSA 1 · vendor 3 · variance 0". The
+/// product was billed on two agreements (1 + 2 = 3, matching the vendors'
+/// 3), but the card showed only its own line's 1. Every card's numbers
+/// must agree with its category.
+#[test]
+fn a_no_change_card_over_several_lines_shows_the_other_lines() {
+    let mut world = world();
+    // LA1 is M365-BP × 10 against 12 used; a second line of 2 makes 12.
+    world.service_lines.push(line(
+        "LA9",
+        "KA2",
+        "M365-BP",
+        dec!(2),
+        dec!(22.00),
+        dec!(19.80),
+    ));
+    let out = run(&world, &FailingMapper::new(&world));
+    let la1 = line_card(&out, "LA1");
+    assert_eq!(
+        (
+            la1.category,
+            la1.psa_quantity,
+            la1.psa_quantity_elsewhere,
+            la1.variance
+        ),
+        (C::NoChange, Some(dec!(10)), Some(dec!(2)), Some(dec!(0)))
+    );
+    for card in &out.cards {
+        assert_numbers_add_up(card);
+    }
 }
 
 #[test]

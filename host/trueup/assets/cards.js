@@ -19,6 +19,14 @@
     return s ? `${path}?${s}` : path;
   }
 
+  // The PSA side of a card. A product billed on several of the company's
+  // lines is compared against all of them, so the card shows the others
+  // too: otherwise "PSA 1 · vendor 3 · variance 0" does not add up.
+  function psaQuantity(card) {
+    const own = T.qty(card.psa_quantity);
+    return card.psa_quantity_elsewhere != null ? `${own} + ${T.qty(card.psa_quantity_elsewhere)} on other lines` : own;
+  }
+
   function text(value) {
     if (value == null) return "—";
     return typeof value === "object" ? JSON.stringify(value) : String(value);
@@ -275,7 +283,7 @@
         h(
           "div",
           { class: "qty" },
-          h("span", { text: `PSA ${T.qty(card.psa_quantity)}` }),
+          h("span", { text: `PSA ${psaQuantity(card)}` }),
           h("span", { text: `vendor ${T.qty(card.vendor_quantity)}` }),
           card.target_quantity != null ? h("strong", { text: `→ ${card.target_quantity}` }) : null
         ),
@@ -303,7 +311,7 @@
         h("td", {}, h("a", { href: `/app/cards/${card.key}`, "data-link": true, class: "card-open", "data-testid": "card-open", text: T.companyName(companies, card.company) })),
         T.td(card.product),
         T.td(card.contract),
-        T.td(T.qty(card.psa_quantity), "num"),
+        T.td(psaQuantity(card), "num"),
         T.td(T.qty(card.vendor_quantity), "num"),
         T.td(T.qty(card.target_quantity), "num"),
         T.td(T.signedMoney(card.money && card.money.delta), "num"),
@@ -578,7 +586,7 @@
             "dl",
             { class: "kv" },
             h("dt", { text: "PSA" }),
-            h("dd", { id: "detail-psa-qty", text: T.qty(card.psa_quantity) }),
+            h("dd", { id: "detail-psa-qty", text: psaQuantity(card) }),
             h("dt", { text: "Vendor (billable)" }),
             h("dd", { id: "detail-vendor-qty", text: vq ? T.qty(vq.billable) : "—" }),
             vq && vq.measured ? [h("dt", { text: "Measured" }), h("dd", { text: `${vq.measured.quantity} (${vq.measured.from} – ${vq.measured.to})` })] : null,

@@ -209,6 +209,7 @@ impl<'a> Engine<'a> {
             vendors: self.no_vendors.clone(),
             period: None,
             psa_quantity: None,
+            psa_quantity_elsewhere: None,
             vendor_quantity: None,
             target_quantity: None,
             variance: None,
@@ -287,6 +288,9 @@ impl<'a> Engine<'a> {
         let billable = self.billable(&policy, measured.quantity, &mut card.notes);
         card.vendor_quantity = Some(VendorQuantity { measured, billable });
         let psa_total = line.quantity + others;
+        if other_lines > 0 {
+            card.psa_quantity_elsewhere = Some(others);
+        }
         let mut target = billable - others;
         if target < Decimal::ZERO {
             card.notes.push(format!(

@@ -321,6 +321,7 @@ impl<'a> EncodedCards<'a> {
         w.opt_text(card.product.as_ref().map(|c| c.as_str()));
         w.text(&self.vendor_texts[detail.vendors as usize]);
         w.opt_decimal(card.psa_quantity);
+        w.opt_decimal(card.psa_quantity_elsewhere);
         w.opt_decimal(card.vendor_quantity.map(|v| v.billable));
         w.opt_decimal(card.target_quantity);
         w.opt_decimal(card.variance);
@@ -356,6 +357,7 @@ pub(super) const CARD_COLUMNS: &[&str] = &[
     "product_id",
     "vendors",
     "psa_quantity",
+    "psa_quantity_elsewhere",
     "vendor_quantity",
     "target_quantity",
     "variance",
@@ -375,7 +377,7 @@ pub(super) const CARD_COLUMNS: &[&str] = &[
 
 /// The list columns of a card (all but `detail`), as `c.`.
 pub(super) const SUMMARY_COLUMNS: &str = "c.run_id, c.position, c.key, c.category, c.company_id, c.contract_id, \
-     c.line_id, c.product_id, c.vendors, c.psa_quantity, c.vendor_quantity, c.target_quantity, \
+     c.line_id, c.product_id, c.vendors, c.psa_quantity, c.psa_quantity_elsewhere, c.vendor_quantity, c.target_quantity, \
      c.variance, c.unit_price, c.unit_cost, c.price_before, c.cost_before, c.margin_before, \
      c.price_after, c.cost_after, c.margin_after, c.money_delta, c.effective_date, c.fingerprint";
 
@@ -556,6 +558,7 @@ pub(super) fn card_from_row(
             (None, None) => None,
         },
         psa_quantity: r.opt_decimal("psa_quantity")?,
+        psa_quantity_elsewhere: r.opt_decimal("psa_quantity_elsewhere")?,
         vendor_quantity,
         target_quantity: r.opt_decimal("target_quantity")?,
         variance: r.opt_decimal("variance")?,

@@ -42,8 +42,12 @@ pub struct CardSummary {
     pub product: Option<String>,
     /// Vendors behind the vendor quantity.
     pub vendors: Vec<VendorId>,
-    /// PSA quantity.
+    /// PSA quantity on the card's line.
     pub psa_quantity: Option<Decimal>,
+    /// PSA quantity of the product on the company's other lines, when the
+    /// variance counts them (see `ServiceCard::psa_quantity_elsewhere`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psa_quantity_elsewhere: Option<Decimal>,
     /// Vendor (billable) quantity.
     pub vendor_quantity: Option<Decimal>,
     /// Proposed quantity.
@@ -444,6 +448,7 @@ fn summary_from_row(r: &Row) -> Result<CardSummary> {
         product: r.opt_text("product_id")?,
         vendors: r.json("vendors")?,
         psa_quantity: r.opt_decimal("psa_quantity")?,
+        psa_quantity_elsewhere: r.opt_decimal("psa_quantity_elsewhere")?,
         vendor_quantity: r.opt_decimal("vendor_quantity")?,
         target_quantity: r.opt_decimal("target_quantity")?,
         variance: r.opt_decimal("variance")?,
