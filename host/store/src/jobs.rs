@@ -1,13 +1,12 @@
 //! The job queue and schedules, shared by every `trueup` process on one
 //! database.
 //!
-//! [`Store::claim_job`] hands each due job to exactly one worker: on
-//! PostgreSQL with `FOR UPDATE SKIP LOCKED` inside a single
-//! `UPDATE ... RETURNING`, on SQLite with the same single statement (SQLite
-//! serializes writers). A running job holds a lease (`locked_until`) that
-//! its worker extends with [`Store::heartbeat_job`]; when a worker dies,
-//! the lease runs out and the job is claimed again (or failed, once its
-//! attempts are used up, by [`Store::recover_expired_jobs`]).
+//! The queue is a leased queue (`crate::queue`, which explains why each
+//! due job goes to exactly one worker on either backend):
+//! [`Store::claim_job`] leases a due job to one worker (`locked_until`),
+//! which extends the lease with [`Store::heartbeat_job`]; when a worker
+//! dies, the lease runs out and the job is claimed again (or failed, once
+//! its attempts are used up, by [`Store::recover_expired_jobs`]).
 //!
 //! Schedules store a spec (e.g. `"weekly on MON at 06:00"`, in the MSP's
 //! time zone) and the next run instant. The application computes next
@@ -20,9 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
-use crate::db::{Backend, Row, Value, enum_text, id_type, json_text, placeholders, sql};
+use crate::db::{Row, enum_text, id_type, json_text, sql};
 use crate::error::{Result, StoreError};
-use crate::lease::{lease_end, lease_held};
+use crate::queue::Queue;
 
 /// Attempts a job enqueued by a schedule gets.
 pub const SCHEDULED_JOB_ATTEMPTS: u32 = 3;
@@ -118,6 +117,27 @@ pub struct Schedule {
 
 const JOB_COLUMNS: &str = "id, kind, payload, status, run_at, attempts, max_attempts, locked_by, \
      locked_until, error, dedupe_key, created_at, started_at, finished_at";
+
+/// The job queue's table, for the leased-queue mechanism.
+const JOBS: Queue = Queue {
+    table: "jobs",
+    what: "job",
+    id: "id",
+    status: "status",
+    waiting: "queued",
+    leased: "running",
+    failed: "failed",
+    owner: "locked_by",
+    until: "locked_until",
+    attempts: "attempts",
+    attempts_left: "attempts < max_attempts",
+    due: "run_at",
+    error: "error",
+    finished: "finished_at",
+    touched: None,
+    on_claim: "started_at = COALESCE(started_at, $3)",
+    columns: JOB_COLUMNS,
+};
 
 fn job_from_row(r: &Row) -> Result<Job> {
     Ok(Job {
@@ -220,32 +240,8 @@ impl Store {
                 "name at least one job kind to claim",
             ));
         }
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let row = self
-            .db
-            .fetch_optional(
-                sql(
-                    OP,
-                    "jobs",
-                    format!(
-                        "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = $2, \
-                         attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
-                         WHERE id = (SELECT id FROM jobs \
-                           WHERE kind IN ({kinds}) AND ((status = 'queued' AND run_at <= $3) \
-                              OR (status = 'running' AND locked_until <= $3 AND attempts < max_attempts)) \
-                           ORDER BY run_at, id LIMIT 1{lock}) \
-                         RETURNING {JOB_COLUMNS}",
-                        kinds = placeholders(4, kinds.len()),
-                    ),
-                )
-                .bind(worker)
-                .bind(lease_end(OP, now, lease)?)
-                .bind(now)
-                .bind_all(kinds.iter().map(|k| Value::from(*k))),
-            )
+        let row = JOBS
+            .claim(&self.db, OP, worker, lease, now, Some(("kind", kinds)))
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -261,21 +257,9 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        const OP: &str = "extend job lease";
-        let n = self
-            .db
-            .execute(
-                sql(
-                    OP,
-                    "jobs",
-                    "UPDATE jobs SET locked_until = $3 WHERE id = $1 AND status = 'running' AND locked_by = $2",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(lease_end(OP, now, lease)?),
-            )
-            .await?;
-        lease_held(OP, "job", id.0, worker, n)
+        JOBS.held("extend job lease", id.0, worker)
+            .extend(&self.db, lease, now)
+            .await
     }
 
     /// Marks a running job done.
@@ -283,22 +267,12 @@ impl Store {
     /// # Errors
     /// [`StoreError::LeaseLost`] when the worker no longer holds the job.
     pub async fn complete_job(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> Result<()> {
-        const OP: &str = "complete job";
+        let held = JOBS.held("complete job", id.0, worker);
         let n = self
             .db
-            .execute(
-                sql(
-                    OP,
-                    "jobs",
-                    "UPDATE jobs SET status = 'done', locked_by = NULL, locked_until = NULL, finished_at = $3, \
-                     error = NULL WHERE id = $1 AND status = 'running' AND locked_by = $2",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(now),
-            )
+            .execute(held.finish("done", Vec::new(), None, now, None))
             .await?;
-        lease_held(OP, "job", id.0, worker, n)
+        held.check(n)
     }
 
     /// Records a failed attempt: with `retry_at` and attempts left, the job
@@ -315,35 +289,10 @@ impl Store {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<JobStatus> {
-        const OP: &str = "record job failure";
-        let row = self
-            .db
-            .fetch_optional(
-                sql(
-                    OP,
-                    "jobs",
-                    "UPDATE jobs SET error = $3, locked_by = NULL, locked_until = NULL, \
-                     status = CASE WHEN $4 IS NOT NULL AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
-                     run_at = CASE WHEN $4 IS NOT NULL AND attempts < max_attempts THEN $4 ELSE run_at END, \
-                     finished_at = CASE WHEN $4 IS NOT NULL AND attempts < max_attempts THEN NULL ELSE $5 END \
-                     WHERE id = $1 AND status = 'running' AND locked_by = $2 RETURNING status",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(error)
-                .bind(Value::Instant(retry_at.map(crate::db::instant)))
-                .bind(now),
-            )
-            .await?;
-        match row {
-            Some(r) => r.enum_value("status", "a job status"),
-            None => Err(StoreError::LeaseLost {
-                operation: OP,
-                what: "job",
-                id: id.0,
-                worker: worker.to_owned(),
-            }),
-        }
+        JOBS.held("record job failure", id.0, worker)
+            .retry(&self.db, error, retry_at, now)
+            .await?
+            .enum_value("status", "a job status")
     }
 
     /// Fails running jobs whose lease expired at `now` with no attempts
@@ -353,18 +302,13 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn recover_expired_jobs(&self, now: DateTime<Utc>) -> Result<u64> {
-        self.db
-            .execute(
-                sql(
-                    "recover expired jobs",
-                    "jobs",
-                    "UPDATE jobs SET status = 'failed', finished_at = $1, locked_by = NULL, locked_until = NULL, \
-                     error = COALESCE(error, 'the worker stopped (its lease expired) on the last attempt') \
-                     WHERE status = 'running' AND locked_until <= $1 AND attempts >= max_attempts",
-                )
-                .bind(now),
-            )
-            .await
+        JOBS.recover_expired(
+            &self.db,
+            "recover expired jobs",
+            "the worker stopped (its lease expired) on the last attempt",
+            now,
+        )
+        .await
     }
 
     /// One job.

@@ -8,7 +8,7 @@
 //! [`cards`], [`outbox`], [`rules`], [`secrets`], [`auth`], [`jobs`],
 //! [`audit`], [`imports`]) adding methods to [`Store`]. Below them, private
 //! rooms that several share: the database layer (`db`, `sqlite_bulk`), the
-//! ids rooms refer to each other by (`ids`), queue leases (`lease`), a
+//! ids rooms refer to each other by (`ids`), the leased queue (`queue`), a
 //! card's state and tags (`card_state`, `tags`) and the vendor usage
 //! ledger (`usage`).
 //!
@@ -38,7 +38,7 @@
 mod db;
 mod error;
 mod ids;
-mod lease;
+mod queue;
 mod sqlite_bulk;
 pub mod testing;
 

@@ -9,14 +9,8 @@
 //! its entry `in_flight`; once the lease expires the next claim takes it
 //! over (the connector's write SETS a quantity, so a repeat is harmless).
 //!
-//! Claiming is safe with any number of workers and processes:
-//! - PostgreSQL: `UPDATE outbox ... WHERE id = (SELECT id ... FOR UPDATE
-//!   SKIP LOCKED LIMIT 1) RETURNING ...` — concurrent claimers skip a row
-//!   another has locked, and a row another has just claimed no longer
-//!   matches when re-checked.
-//! - SQLite: the same single `UPDATE ... RETURNING` statement; SQLite takes
-//!   the database's write lock before the statement reads, so claims are
-//!   serialized and each entry is claimed by exactly one.
+//! The outbox is a leased queue (`crate::queue`, which explains why each
+//! due entry goes to exactly one claimer on either backend).
 
 use std::time::Duration;
 
@@ -30,9 +24,9 @@ use crate::audit::{NewAuditEntry, append_audit};
 use crate::card_state::{
     CardState, WriteBackStatus, card_state_query, set_card_write_back, state_from_row,
 };
-use crate::db::{Backend, Row, Sql, Tx, enum_text, json_text, sql};
+use crate::db::{Row, Sql, Tx, Value, enum_text, json_text, sql};
 use crate::error::{Result, StoreError};
-use crate::lease::{lease_end, lease_held};
+use crate::queue::Queue;
 
 pub use crate::ids::OutboxId;
 
@@ -111,6 +105,28 @@ pub struct OutboxEntry {
 const COLUMNS: &str = "id, idempotency_key, card_key, decision_id, change, status, attempts, \
      next_attempt_at, lease_owner, lease_expires_at, result_record_ids, result_line, error, \
      created_at, updated_at, finished_at";
+
+/// The outbox's table, for the leased-queue mechanism.
+const OUTBOX: Queue = Queue {
+    table: "outbox",
+    what: "outbox entry",
+    id: "id",
+    status: "status",
+    waiting: "pending",
+    leased: "in_flight",
+    failed: "rejected",
+    owner: "lease_owner",
+    until: "lease_expires_at",
+    attempts: "attempts",
+    // An entry is retried until it is applied or rejected.
+    attempts_left: "1 = 1",
+    due: "next_attempt_at",
+    error: "error",
+    finished: "finished_at",
+    touched: Some("updated_at"),
+    on_claim: "",
+    columns: COLUMNS,
+};
 
 fn entry_from_row(r: &Row) -> Result<OutboxEntry> {
     let key = r.text("card_key")?;
@@ -207,31 +223,8 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxEntry>> {
-        const OP: &str = "claim write-back";
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let row = self
-            .db
-            .fetch_optional(
-                sql(
-                    OP,
-                    "outbox",
-                    format!(
-                        "UPDATE outbox SET status = 'in_flight', lease_owner = $1, lease_expires_at = $2, \
-                         attempts = attempts + 1, updated_at = $3 \
-                         WHERE id = (SELECT id FROM outbox \
-                           WHERE (status = 'pending' AND next_attempt_at <= $3) \
-                              OR (status = 'in_flight' AND lease_expires_at <= $3) \
-                           ORDER BY next_attempt_at, id LIMIT 1{lock}) \
-                         RETURNING {COLUMNS}"
-                    ),
-                )
-                .bind(worker)
-                .bind(lease_end(OP, now, lease)?)
-                .bind(now),
-            )
+        let row = OUTBOX
+            .claim(&self.db, "claim write-back", worker, lease, now, None)
             .await?;
         row.as_ref().map(entry_from_row).transpose()
     }
@@ -247,23 +240,10 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        const OP: &str = "extend write-back lease";
-        let n = self
-            .db
-            .execute(
-                sql(
-                    OP,
-                    "outbox",
-                    "UPDATE outbox SET lease_expires_at = $3, updated_at = $4 \
-                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(lease_end(OP, now, lease)?)
-                .bind(now),
-            )
-            .await?;
-        lease_held(OP, "outbox entry", id.0, worker, n)
+        OUTBOX
+            .held("extend write-back lease", id.0, worker)
+            .extend(&self.db, lease, now)
+            .await
     }
 
     /// Records a successful apply in ONE transaction: the entry becomes
@@ -283,25 +263,25 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         const OP: &str = "record applied write-back";
+        let held = OUTBOX.held(OP, id.0, worker);
         let mut tx = self.db.begin(OP).await?;
         let row = tx
-            .fetch_optional(
-                sql(
-                    OP,
-                    "outbox",
-                    "UPDATE outbox SET status = 'applied', result_record_ids = $3, result_line = $4, \
-                     error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $5, finished_at = $5 \
-                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2 RETURNING card_key, idempotency_key",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(json_text(OP, &result.record_ids)?)
-                .bind(json_text(OP, &result.line)?)
-                .bind(now),
-            )
+            .fetch_optional(held.finish(
+                "applied",
+                vec![
+                    (
+                        "result_record_ids",
+                        Value::from(json_text(OP, &result.record_ids)?),
+                    ),
+                    ("result_line", Value::from(json_text(OP, &result.line)?)),
+                ],
+                None,
+                now,
+                Some("card_key, idempotency_key"),
+            ))
             .await?;
         let Some(row) = row else {
-            return Err(lost(OP, id, worker));
+            return Err(held.lost());
         };
         let card_key = row.text("card_key")?;
         set_card_write_back(&mut tx, OP, &card_key, id, WriteBackStatus::Applied, now).await?;
@@ -337,25 +317,11 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        const OP: &str = "record write-back retry";
-        let n = self
-            .db
-            .execute(
-                sql(
-                    OP,
-                    "outbox",
-                    "UPDATE outbox SET status = 'pending', error = $3, next_attempt_at = $4, \
-                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 \
-                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(error)
-                .bind(next_attempt_at)
-                .bind(now),
-            )
-            .await?;
-        lease_held(OP, "outbox entry", id.0, worker, n)
+        OUTBOX
+            .held("record write-back retry", id.0, worker)
+            .retry(&self.db, error, Some(next_attempt_at), now)
+            .await
+            .map(drop)
     }
 
     /// Records a permanent failure in ONE transaction: the entry becomes
@@ -373,24 +339,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         const OP: &str = "record rejected write-back";
+        let held = OUTBOX.held(OP, id.0, worker);
         let mut tx = self.db.begin(OP).await?;
         let row = tx
-            .fetch_optional(
-                sql(
-                    OP,
-                    "outbox",
-                    "UPDATE outbox SET status = 'rejected', error = $3, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $4, finished_at = $4 \
-                     WHERE id = $1 AND status = 'in_flight' AND lease_owner = $2 RETURNING card_key",
-                )
-                .bind(id)
-                .bind(worker)
-                .bind(error)
-                .bind(now),
-            )
+            .fetch_optional(held.finish("rejected", Vec::new(), Some(error), now, Some("card_key")))
             .await?;
         let Some(row) = row else {
-            return Err(lost(OP, id, worker));
+            return Err(held.lost());
         };
         let card_key = row.text("card_key")?;
         set_card_write_back(&mut tx, OP, &card_key, id, WriteBackStatus::Rejected, now).await?;
@@ -496,13 +451,4 @@ fn card_outbox_query(operation: &'static str, key: &CardKey) -> Sql {
         format!("SELECT {COLUMNS} FROM outbox WHERE card_key = $1 ORDER BY id"),
     )
     .bind(key.as_str())
-}
-
-fn lost(operation: &'static str, id: OutboxId, worker: &str) -> StoreError {
-    StoreError::LeaseLost {
-        operation,
-        what: "outbox entry",
-        id: id.0,
-        worker: worker.to_owned(),
-    }
 }
