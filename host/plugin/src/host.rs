@@ -101,6 +101,8 @@ pub(crate) struct CallState {
     pub stopped: Option<StopReason>,
     /// Only GET/HEAD requests allowed (dry-run planning).
     pub read_only: bool,
+    /// Where this call's writes are journalled (a write-back).
+    pub journal: Option<crate::journal::JournalHook>,
 }
 
 /// Why the host stopped a call.
@@ -126,6 +128,7 @@ impl CallState {
             panic_message: None,
             stopped: None,
             read_only: false,
+            journal: None,
         }
     }
 }

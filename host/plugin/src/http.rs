@@ -22,6 +22,7 @@ use wasmtime::component::Resource;
 
 use crate::capabilities::{Denied, EffectiveCapabilities};
 use crate::host::{HostState, StopReason};
+use crate::journal::{self, JournalOutcome, JournalledWrite};
 use crate::limits::{
     HTTP_CONNECT_TIMEOUT, HTTP_POOL_IDLE_TIMEOUT, MAX_REDIRECTS, MAX_REQUEST_BYTES,
     MAX_REQUESTS_PER_CALL,
@@ -255,11 +256,11 @@ impl HostState {
                 self.plugin.manifest.id
             ))));
         }
-        let mut url = match Url::parse(&request.url) {
+        let url = match Url::parse(&request.url) {
             Ok(url) => url,
             Err(e) => return Ok(Err(invalid(format!("{:?} is not a URL: {e}", request.url)))),
         };
-        let mut rendered = match self.render(&request) {
+        let rendered = match self.render(&request) {
             Ok(r) => r,
             Err(failure) => return Ok(Err(failure)),
         };
@@ -275,20 +276,96 @@ impl HostState {
                 self.call.export
             ))));
         }
-        let limit = self.plugin.limits.max_response_bytes;
         let own_timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
+        // A write-back's writes are journalled; a credential exchange is not
+        // a write to the PSA's records (and its body holds a secret).
+        let journal = match &self.call.journal {
+            Some(hook) if !reads && !credential_exchange => hook.0.clone(),
+            _ => return self.send_hops(url, rendered, own_timeout).await.0,
+        };
+        let seq = self.call.requests;
+        let method = rendered.method.to_string();
+        let logged_url = self.redact(&journal::redact_query(&url));
+        let about = JournalledWrite {
+            seq,
+            method: method.clone(),
+            url: logged_url.clone(),
+            outcome: JournalOutcome::Sending,
+            status: None,
+            record_id: None,
+            detail: None,
+            at: self.journal_now(),
+        };
+        if let Err(e) = journal.record(about).await {
+            // Never send a write whose sending is not on record first.
+            return Ok(Err(Failure::Http(http::HttpError::Transport(format!(
+                "the {method} to {} was not sent: the host could not journal it first ({e})",
+                crate::network::origin_of(&url)
+            )))));
+        }
+        let (result, verdict) = self.send_hops(url, rendered, own_timeout).await;
+        let record = JournalledWrite {
+            seq,
+            method,
+            url: logged_url,
+            outcome: verdict.outcome,
+            status: verdict.status,
+            record_id: verdict.record_id,
+            detail: verdict.detail.map(|d| self.redact(&d)),
+            at: self.journal_now(),
+        };
+        if let Err(e) = journal.record(record).await {
+            // The "sending" record stands and reads as "may have been
+            // applied": the safe side.
+            tracing::error!(plugin = %self.plugin.manifest.id, "could not journal a write's outcome: {e}");
+        }
+        result
+    }
+
+    fn journal_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.options
+            .clock
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |clock| clock())
+    }
+
+    /// Sends `rendered` to `url`, following checked redirects; with the
+    /// result, what the journal should say of it.
+    async fn send_hops(
+        &mut self,
+        mut url: Url,
+        mut rendered: Rendered,
+        own_timeout: Option<Duration>,
+    ) -> (WasmResult<Result<http::Response, Failure>>, Verdict) {
+        let limit = self.plugin.limits.max_response_bytes;
+        // Until a request has gone out, a failure means "not applied".
+        let mut sent = false;
+        let lost = |sent: bool, detail: String| Verdict {
+            outcome: if sent {
+                JournalOutcome::Unknown
+            } else {
+                JournalOutcome::NotApplied
+            },
+            status: None,
+            record_id: None,
+            detail: Some(detail),
+        };
         for _hop in 0..=MAX_REDIRECTS {
             if let Err(denied) = self.check_target(&url) {
-                return Ok(Err(Failure::Denied(denied.0)));
+                let verdict = lost(sent, format!("refused by the host: {}", denied.0));
+                return (Ok(Err(Failure::Denied(denied.0))), verdict);
             }
             let remaining = self.call.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 self.call.stopped = Some(StopReason::Deadline);
-                return Err(wasmtime::Error::msg(
-                    "the call's deadline passed before an HTTP request",
-                ));
+                return (
+                    Err(wasmtime::Error::msg(
+                        "the call's deadline passed before an HTTP request",
+                    )),
+                    lost(sent, "the call's deadline passed before sending".into()),
+                );
             }
             let deadline_binds = own_timeout.is_none_or(|own| own >= remaining);
             let budget = own_timeout.map_or(remaining, |own| own.min(remaining));
@@ -304,23 +381,43 @@ impl HostState {
             let (status, headers, body) = match outcome {
                 Err(_elapsed) if deadline_binds => {
                     self.call.stopped = Some(StopReason::Deadline);
-                    return Err(wasmtime::Error::msg(format!(
-                        "an HTTP request to {} was still running when the call's deadline passed",
-                        crate::network::origin_of(&url)
-                    )));
+                    return (
+                        Err(wasmtime::Error::msg(format!(
+                            "an HTTP request to {} was still running when the call's deadline passed",
+                            crate::network::origin_of(&url)
+                        ))),
+                        lost(true, "timed out waiting for the answer".into()),
+                    );
                 }
-                Err(_elapsed) => return Ok(Err(Failure::Http(http::HttpError::Timeout))),
-                Ok(Err(FetchError::Denied(message))) => return Ok(Err(Failure::Denied(message))),
+                Err(_elapsed) => {
+                    return (
+                        Ok(Err(Failure::Http(http::HttpError::Timeout))),
+                        lost(true, "timed out waiting for the answer".into()),
+                    );
+                }
+                Ok(Err(FetchError::Denied(message))) => {
+                    let verdict = lost(sent, format!("refused by the host: {message}"));
+                    return (Ok(Err(Failure::Denied(message))), verdict);
+                }
                 Ok(Err(FetchError::TooLarge)) => {
-                    return Ok(Err(Failure::Http(http::HttpError::TooLarge(limit))));
+                    return (
+                        Ok(Err(Failure::Http(http::HttpError::TooLarge(limit)))),
+                        lost(true, format!("the answer was larger than {limit} bytes")),
+                    );
                 }
-                Ok(Err(FetchError::Transport(message))) => {
-                    return Ok(Err(Failure::Http(http::HttpError::Transport(
-                        self.redact(&message),
-                    ))));
+                Ok(Err(FetchError::Transport { message, connect })) => {
+                    let message = self.redact(&message);
+                    // A connect failure happens before any byte of the
+                    // request is written.
+                    let verdict = lost(sent || !connect, message.clone());
+                    return (
+                        Ok(Err(Failure::Http(http::HttpError::Transport(message)))),
+                        verdict,
+                    );
                 }
                 Ok(Ok(response)) => response,
             };
+            sent = true;
             let location = headers
                 .iter()
                 .find(|(k, _)| k == "location")
@@ -329,23 +426,40 @@ impl HostState {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => url.join(&location).ok(),
                 _ => None,
             };
-            let Some(next) = next else {
-                return Ok(Ok(http::Response {
+            let answered = |headers: &[(String, String)], body: &[u8]| Verdict {
+                outcome: JournalOutcome::of_status(
                     status,
-                    headers,
-                    body,
-                }));
+                    headers.iter().any(|(k, _)| k == "retry-after"),
+                ),
+                status: Some(status),
+                record_id: journal::record_id(body),
+                detail: None,
+            };
+            let Some(next) = next else {
+                let verdict = answered(&headers, &body);
+                return (
+                    Ok(Ok(http::Response {
+                        status,
+                        headers,
+                        body,
+                    })),
+                    verdict,
+                );
             };
             let cross_origin = next.origin() != url.origin();
             let keeps_method = matches!(status, 307 | 308);
             if cross_origin && keeps_method && rendered.body_has_secret {
                 // Re-sending a body that holds a secret to another origin
                 // would hand the secret over: give the redirect to the guest.
-                return Ok(Ok(http::Response {
-                    status,
-                    headers,
-                    body,
-                }));
+                let verdict = answered(&headers, &body);
+                return (
+                    Ok(Ok(http::Response {
+                        status,
+                        headers,
+                        body,
+                    })),
+                    verdict,
+                );
             }
             if cross_origin {
                 for name in &rendered.secret_headers {
@@ -362,16 +476,31 @@ impl HostState {
             }
             url = next;
         }
-        Ok(Err(Failure::Http(http::HttpError::Transport(format!(
-            "more than {MAX_REDIRECTS} redirects"
-        )))))
+        (
+            Ok(Err(Failure::Http(http::HttpError::Transport(format!(
+                "more than {MAX_REDIRECTS} redirects"
+            ))))),
+            lost(true, format!("more than {MAX_REDIRECTS} redirects")),
+        )
     }
+}
+
+/// What the journal says of one sent write.
+struct Verdict {
+    outcome: JournalOutcome,
+    status: Option<u16>,
+    record_id: Option<String>,
+    detail: Option<String>,
 }
 
 enum FetchError {
     Denied(String),
     TooLarge,
-    Transport(String),
+    /// `connect`: the connection was never made, so nothing was sent.
+    Transport {
+        message: String,
+        connect: bool,
+    },
 }
 
 type Fetched = (u16, Vec<(String, String)>, Vec<u8>);
@@ -419,7 +548,10 @@ fn classify(error: &reqwest::Error) -> FetchError {
         message.push_str(&current.to_string());
         source = current.source();
     }
-    FetchError::Transport(message)
+    FetchError::Transport {
+        message,
+        connect: error.is_connect(),
+    }
 }
 
 impl http::Host for HostState {

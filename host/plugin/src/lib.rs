@@ -14,6 +14,7 @@
 //! - [`capabilities`]: what a plugin declares AND the admin grants.
 //! - [`inspect`], [`engine`]: a component's interface read before linking;
 //!   the one wasmtime engine, epoch ticker, pooling and compile cache.
+//! - [`journal`]: the write journal a write-back's requests are recorded in.
 //! - [`host`], [`http`]: a store's state and the host side of the imports.
 //! - [`plugin`]: loading into a [`LoadedPlugin`] with an `InstancePre`.
 //! - [`session`]: calls under deadlines, CPU budget and memory cap, with
@@ -26,6 +27,7 @@ pub mod error;
 pub mod host;
 pub mod http;
 pub mod inspect;
+pub mod journal;
 pub mod limits;
 pub mod manifest;
 pub mod network;
@@ -39,6 +41,7 @@ pub use capabilities::{EffectiveCapabilities, Grants};
 pub use engine::{EngineSettings, PluginEngine, Pooling};
 pub use error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 pub use host::{ProgressReport, ProgressSink, SessionOptions};
+pub use journal::{JournalOutcome, JournalledWrite, MemoryJournal, WriteJournal};
 pub use manifest::PluginManifest;
 pub use plugin::{LoadedPlugin, PluginSettings};
 pub use secrets::{PluginSecrets, SecretValue};

@@ -23,6 +23,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 use crate::host::{CallState, HostState, SessionOptions, StopReason};
+use crate::journal::{JournalHook, WriteJournal};
 use crate::plugin::{LoadedPlugin, PluginPre};
 use crate::types::{
     ConnectorDescription, ContractFilter, Page, PlannedCall, PluginKind, QuantityChange,
@@ -600,9 +601,24 @@ impl Session<Psa> {
         &mut self,
         change: &QuantityChange,
     ) -> Result<WriteOutcome, CallError> {
+        self.apply_quantity_change_journalled(change, None).await
+    }
+
+    /// `apply-quantity-change` with every write it sends recorded in
+    /// `journal` (see [`crate::journal`]): "sending" before it leaves, its
+    /// outcome before the guest sees the answer.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn apply_quantity_change_journalled(
+        &mut self,
+        change: &QuantityChange,
+        journal: Option<Arc<dyn WriteJournal>>,
+    ) -> Result<WriteOutcome, CallError> {
         let wit_change = v0_1::convert::quantity_change(change)
             .map_err(|e| self.caller.invalid("apply-quantity-change", e))?;
         let (b, store, limit) = self.enter("apply-quantity-change", false).await?;
+        store.data_mut().call.journal = journal.map(JournalHook);
         let outcome = tokio::time::timeout(limit, async {
             b.psa()?
                 .call_apply_quantity_change(store, &wit_change)
