@@ -21,11 +21,15 @@
 //! across runs in `history`.
 
 mod card_rows;
+mod exclusions;
 mod history;
 mod listing;
 mod runs;
 
 pub use crate::ids::ReconcileRunId;
+pub use exclusions::{
+    ExclusionCount, ExclusionFilter, ExclusionPage, MAX_EXCLUSION_PAGE, StoredExclusion,
+};
 pub use history::CardHistoryEntry;
 pub use listing::{CardFilter, CardGroup, CardPage, CardSummary, GroupBy, MAX_PAGE_SIZE};
 pub use runs::{NewReconcileRun, ReconcileRun};

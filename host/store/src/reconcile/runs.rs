@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use trueup_core::card::CardTotals;
-use trueup_core::eligibility::Exclusion;
 use trueup_core::fasthash::FxBuildHasher;
 use trueup_core::reconcile::{ReconcileOutput, ReconcileStats};
 
@@ -119,7 +118,9 @@ impl Store {
                 .bind(output.cards.len() as i64)
                 .bind(json_text(OP, &output.totals)?)
                 .bind(json_text(OP, &output.stats)?)
-                .bind(json_text(OP, &output.exclusions)?)
+                // The exclusions have their own table (below); the column
+                // stays for runs recorded before it.
+                .bind("[]")
                 .bind(json_text(OP, &encoded.shared)?),
             )
             .await?;
@@ -130,6 +131,7 @@ impl Store {
             encoded.write_row(OP, id, cards, position, &mut detail_text, w)
         })
         .await?;
+        super::exclusions::write(&mut tx, OP, id, &output.exclusions).await?;
         tx.commit(OP).await?;
         Ok(id)
     }
@@ -187,25 +189,5 @@ impl Store {
             )
             .await?;
         rows.iter().map(run_from_row).collect()
-    }
-
-    /// What a run left out or noted.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`].
-    pub async fn run_exclusions(&self, id: ReconcileRunId) -> Result<Vec<Exclusion>> {
-        let row = self
-            .db
-            .fetch_optional(
-                sql(
-                    "read run exclusions",
-                    "reconcile_runs",
-                    "SELECT exclusions FROM reconcile_runs WHERE id = $1",
-                )
-                .bind(id),
-            )
-            .await?
-            .ok_or_else(|| StoreError::not_found("read run exclusions", "reconcile run", id))?;
-        row.json("exclusions")
     }
 }
