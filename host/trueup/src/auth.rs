@@ -21,7 +21,9 @@ pub const TOKEN_BYTES: usize = 32;
 pub const API_TOKEN_PREFIX: &str = "tu_";
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read everything.

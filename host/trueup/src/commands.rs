@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod import;
+pub mod openapi;
 pub mod plugin;
 pub mod reconcile;
 pub mod rules;

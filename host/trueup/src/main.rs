@@ -42,6 +42,8 @@ enum Command {
     Token(commands::token::TokenArgs),
     /// Import usage from CSV files; manage CSV profiles and push API keys.
     Import(commands::import::ImportArgs),
+    /// Print the OpenAPI 3.1 document served at /api/openapi.json.
+    Openapi(commands::openapi::OpenApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(args) => commands::user::run(config, args),
         Command::Token(args) => commands::token::run(config, args),
         Command::Import(args) => commands::import::run(config, args),
+        Command::Openapi(args) => commands::openapi::run(&args),
     }
 }
 

@@ -82,7 +82,7 @@ pub async fn serve_with_debounce(
 ) -> std::io::Result<()> {
     let debouncer = Debouncer::start_with(&app, debounce);
     let state = AppState::new(app.clone());
-    state.add_openapi(push::OPENAPI_FRAGMENT);
+    state.serve_push_api_document();
     let routes = web::router(state.clone()).merge(push::router(app.clone()));
     let served = run(
         app,

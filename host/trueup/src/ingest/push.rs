@@ -14,8 +14,9 @@
 //! key has a token-bucket rate limit. A push that changed something asks
 //! the app's [`Debouncer`](crate::app::debounce::Debouncer) for a reconcile.
 //!
-//! The contract, with examples, is `docs/push-api.md`; the OpenAPI 3.1
-//! fragment is `push.openapi.json` beside this file ([`OPENAPI_FRAGMENT`]).
+//! The contract, with examples, is `docs/push-api.md`; the handlers'
+//! `#[utoipa::path]` annotations and [`routes`] make the push API's part
+//! of the served OpenAPI document (`crate::web::openapi`).
 
 mod admin;
 pub mod body;
@@ -29,10 +30,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::NaiveDate;
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use trueup_core::mapping::UsageMapper as _;
 use trueup_core::model::{
     AccountMappingStatus, Attributes, Company, CompanyId, UsageObservation, VendorId,
@@ -40,6 +39,7 @@ use trueup_core::model::{
 use trueup_store::StoreError;
 use trueup_store::imports::PushIntegration;
 use trueup_store::sync::PushOutcome;
+use utoipa_axum::routes;
 
 pub use admin::{
     CreatedPushIntegration, NewPushIntegration, PUSH_KEY_PREFIX, create_push_integration,
@@ -52,6 +52,8 @@ use rate_limit::{RateLimiter, retry_after_secs};
 use crate::app::App;
 use crate::app::debounce::mark_usage_changed;
 use crate::ingest::day_start;
+use crate::web::openapi::Routes;
+use crate::web::{Access, RouteInfo};
 
 /// Where usage is pushed.
 pub const USAGE_PATH: &str = "/api/v1/usage";
@@ -67,12 +69,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The unit recorded when a push sends none.
 pub const DEFAULT_UNIT: &str = "unit";
 
-/// The OpenAPI 3.1 fragment (paths and schemas) of these endpoints, for
-/// the served API document.
-pub const OPENAPI_FRAGMENT: &str = include_str!("push.openapi.json");
-
 #[derive(Clone)]
-struct PushState {
+pub(crate) struct PushState {
     app: App,
     limiter: Arc<RateLimiter>,
 }
@@ -84,11 +82,22 @@ pub fn router(app: App) -> Router {
         app,
         limiter: Arc::default(),
     };
-    Router::new()
-        .route(USAGE_PATH, post(set_usage))
-        .route(ACCOUNTS_PATH, get(list_accounts))
-        .route(SERVICES_PATH, get(list_services))
-        .with_state(state)
+    routes().router.with_state(state)
+}
+
+/// The push API's route table, router and OpenAPI operations, built
+/// together from the handlers' annotations (see `crate::web::openapi`).
+#[rustfmt::skip]
+pub(crate) fn routes() -> Routes<PushState> {
+    Routes::new()
+        .add(Access::PushKey, "Set the unit count of (account, service) for a day", routes!(set_usage))
+        .add(Access::PushKey, "The accounts this key may report on, and how each is mapped", routes!(list_accounts))
+        .add(Access::PushKey, "The services (SKUs) this vendor has reported and the PSA products they map to under the active rules", routes!(list_services))
+}
+
+/// The push API's routes with their access, in declaration order.
+pub fn route_table() -> Vec<RouteInfo> {
+    routes().table
 }
 
 // ------------------------------------------------------------------ errors
@@ -146,13 +155,31 @@ impl ApiError {
     }
 }
 
+/// An error answer of the push API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushError)]
+struct ErrorAnswer<'a> {
+    /// `unauthorized`, `rate_limited`, `malformed`, `too_large`,
+    /// `too_many_items`, `invalid`, `account_not_mapped` or `internal`.
+    error: &'a str,
+    /// What is wrong and how to fix it.
+    message: &'a str,
+    /// What is wrong where (at most 100).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    problems: &'a [Problem],
+    /// How many problems there were in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_count: Option<usize>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if !self.problems.is_empty() {
-            body["problems"] = json!(self.problems);
-            body["problem_count"] = json!(self.problem_count);
-        }
+        let body = ErrorAnswer {
+            error: self.code,
+            message: &self.message,
+            problems: &self.problems,
+            problem_count: (!self.problems.is_empty()).then_some(self.problem_count),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -217,8 +244,10 @@ async fn authenticate(state: &PushState, headers: &HeaderMap) -> Result<PushInte
 
 // ------------------------------------------------------------ POST usage
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `set` when a count changed, `unchanged` when it already had this value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PushSetStatus)]
 enum SetStatus {
     Set,
     Unchanged,
@@ -233,9 +262,25 @@ impl From<PushOutcome> for SetStatus {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage",
+    tag = "push",
+    request_body(content = UsageBody, description = "One item, or `{\"items\": [...]}` (1 to 1000 items, all or nothing)"),
+    responses(
+        (status = 200, description = "Stored: `set` when any count changed, `unchanged` when every count already had this value", body = UsageAnswer),
+        (status = 400, description = "Not JSON, or not an item or a batch", body = ErrorAnswer),
+        (status = 404, description = "An account is not mapped to a PSA company (nothing was set); problems[] names each", body = ErrorAnswer),
+        (status = 413, description = "The body is over 1 MiB or has more than 1000 items", body = ErrorAnswer),
+        (status = 422, description = "Well-formed, but a value is wrong (nothing was set); problems[] says where", body = ErrorAnswer),
+        (status = 401, description = "No, a malformed, an unknown or a revoked push key (WWW-Authenticate: Bearer)", body = ErrorAnswer),
+        (status = 429, description = "Over the key's rate limit; retry after Retry-After seconds", body = ErrorAnswer),
+        (status = 500, description = "A failure on the server; the MSP's logs have the details", body = ErrorAnswer)
+    ),
+)]
 async fn set_usage(State(state): State<PushState>, request: Request) -> Response {
     match set_usage_inner(&state, request).await {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Ok(answer) => answer,
         Err(error) => error.into_response(),
     }
 }
@@ -279,10 +324,7 @@ async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
         })
 }
 
-async fn set_usage_inner(
-    state: &PushState,
-    request: Request,
-) -> Result<serde_json::Value, ApiError> {
+async fn set_usage_inner(state: &PushState, request: Request) -> Result<Response, ApiError> {
     let integration = authenticate(state, request.headers()).await?;
     let app = &state.app;
     let bytes = read_body(request).await?;
@@ -356,16 +398,69 @@ async fn set_usage_inner(
     } else {
         SetStatus::Unchanged
     };
-    Ok(if parsed.batch {
-        json!({
-            "status": status,
-            "set": set,
-            "unchanged": statuses.len() - set,
-            "items": statuses.iter().map(|s| json!({ "status": s })).collect::<Vec<_>>(),
+    let answer = if parsed.batch {
+        UsageAnswer::Batch(BatchResult {
+            status,
+            set,
+            unchanged: statuses.len() - set,
+            items: statuses
+                .into_iter()
+                .map(|status| ItemResult { status })
+                .collect(),
         })
     } else {
-        json!({ "status": status })
-    })
+        UsageAnswer::Item(ItemResult { status })
+    };
+    Ok(axum::Json(answer).into_response())
+}
+
+/// What `POST /api/v1/usage` takes: one item or a batch.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = PushUsage)]
+#[expect(
+    dead_code,
+    reason = "describes the body for the OpenAPI document; body::parse reads it field by field to name every problem"
+)]
+enum UsageBody {
+    /// One item.
+    Item(body::RawItem),
+    /// A batch, all or nothing.
+    Batch(body::RawBatch),
+}
+
+/// What `POST /api/v1/usage` answers: as the request was, one item or a
+/// batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = PushUsageAnswer)]
+enum UsageAnswer {
+    /// To one item.
+    Item(ItemResult),
+    /// To a batch.
+    Batch(BatchResult),
+}
+
+/// The answer to one item.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushUsageResult)]
+struct ItemResult {
+    /// Whether the count changed.
+    status: SetStatus,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushUsageBatchResult)]
+struct BatchResult {
+    /// `set` when any count changed.
+    status: SetStatus,
+    /// Items whose count changed.
+    set: usize,
+    /// Items whose count already had this value.
+    unchanged: usize,
+    /// Each item's outcome, in the order sent.
+    items: Vec<ItemResult>,
 }
 
 fn first_message(problems: &[Problem]) -> String {
@@ -436,7 +531,8 @@ fn unmapped_message(vendor: &VendorId, account: &str) -> String {
 // -------------------------------------------------------------- listings
 
 /// How one account of the vendor stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushAccount)]
 struct AccountEntry {
     account_id: String,
     name: Option<String>,
@@ -450,14 +546,48 @@ struct AccountEntry {
     last_reported_on: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushCompany)]
 struct CompanyRef {
     id: String,
     name: Option<String>,
 }
 
+/// The vendor integration a push key belongs to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushVendor)]
+struct VendorRef {
+    /// The vendor integration id.
+    id: String,
+    /// Its display name.
+    name: Option<String>,
+}
+
+/// `GET /api/v1/usage/accounts`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushAccountList)]
+struct AccountList {
+    /// The vendor integration.
+    vendor: VendorRef,
+    /// Its accounts: known from the MSP's mappings, from earlier pushes or
+    /// from the vendor's account list.
+    accounts: Vec<AccountEntry>,
+}
+
+/// `GET /api/v1/usage/services`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushServiceList)]
+struct ServiceList {
+    /// The vendor integration.
+    vendor: VendorRef,
+    /// The active rules' version label.
+    rules: String,
+    /// One entry per reported service.
+    services: Vec<ServiceEntry>,
+}
+
 struct VendorView {
-    vendor: serde_json::Value,
+    vendor: VendorRef,
     accounts: BTreeMap<String, AccountEntry>,
     companies: HashMap<CompanyId, Company>,
     usage: Vec<UsageObservation>,
@@ -536,26 +666,37 @@ async fn vendor_view(app: &App, vendor: &VendorId) -> Result<VendorView, StoreEr
         decide(o.account.as_str(), &o.to_mapping().status, "manual");
     }
     Ok(VendorView {
-        vendor: json!({
-            "id": vendor,
-            "name": integration.map(|v| v.name),
-        }),
+        vendor: VendorRef {
+            id: vendor.to_string(),
+            name: integration.map(|v| v.name),
+        },
         accounts,
         companies,
         usage,
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/accounts",
+    tag = "push",
+    responses(
+        (status = 200, description = "The vendor integration and its accounts", body = AccountList),
+        (status = 401, description = "No, a malformed, an unknown or a revoked push key (WWW-Authenticate: Bearer)", body = ErrorAnswer),
+        (status = 429, description = "Over the key's rate limit; retry after Retry-After seconds", body = ErrorAnswer),
+        (status = 500, description = "A failure on the server; the MSP's logs have the details", body = ErrorAnswer)
+    ),
+)]
 async fn list_accounts(State(state): State<PushState>, headers: HeaderMap) -> Response {
     let result = async {
         let integration = authenticate(&state, &headers).await?;
         let view = vendor_view(&state.app, &integration.vendor)
             .await
             .map_err(|e| ApiError::internal("listing the accounts", &e))?;
-        Ok::<_, ApiError>(json!({
-            "vendor": view.vendor,
-            "accounts": view.accounts.into_values().collect::<Vec<_>>(),
-        }))
+        Ok::<_, ApiError>(AccountList {
+            vendor: view.vendor,
+            accounts: view.accounts.into_values().collect(),
+        })
     }
     .await;
     match result {
@@ -565,7 +706,8 @@ async fn list_accounts(State(state): State<PushState>, headers: HeaderMap) -> Re
 }
 
 /// One reported service and what the active rules make of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushService)]
 struct ServiceEntry {
     service: String,
     sku_name: String,
@@ -576,7 +718,8 @@ struct ServiceEntry {
     mapping: ServiceMapping,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushServiceMapping)]
 struct ServiceMapping {
     /// mapped, unmapped, ignored or rule_error.
     status: &'static str,
@@ -588,12 +731,24 @@ struct ServiceMapping {
     for_account: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushProduct)]
 struct ProductTarget {
     product: String,
     multiplier: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/services",
+    tag = "push",
+    responses(
+        (status = 200, description = "The vendor integration, the rules version and one entry per reported service", body = ServiceList),
+        (status = 401, description = "No, a malformed, an unknown or a revoked push key (WWW-Authenticate: Bearer)", body = ErrorAnswer),
+        (status = 429, description = "Over the key's rate limit; retry after Retry-After seconds", body = ErrorAnswer),
+        (status = 500, description = "A failure on the server; the MSP's logs have the details", body = ErrorAnswer)
+    ),
+)]
 async fn list_services(State(state): State<PushState>, headers: HeaderMap) -> Response {
     let result = async {
         let integration = authenticate(&state, &headers).await?;
@@ -606,7 +761,7 @@ async fn list_services(State(state): State<PushState>, headers: HeaderMap) -> Re
     }
 }
 
-async fn services(app: &App, vendor: &VendorId) -> Result<serde_json::Value, ApiError> {
+async fn services(app: &App, vendor: &VendorId) -> Result<ServiceList, ApiError> {
     let view = vendor_view(app, vendor)
         .await
         .map_err(|e| ApiError::internal("listing the services", &e))?;
@@ -642,11 +797,11 @@ async fn services(app: &App, vendor: &VendorId) -> Result<serde_json::Value, Api
             (row.clone(), company, accounts, last)
         })
         .collect();
-    let compiled = Arc::clone(&rules.compiled);
+    let active = rules.clone();
     let as_of = app.today();
     // Rules run in the sandboxed engine: CPU work, off the async workers.
     let services = tokio::task::spawn_blocking(move || {
-        let mapper = compiled.mapper(as_of);
+        let mapper = active.mapper(as_of);
         jobs.into_iter()
             .map(|(row, company, accounts, last)| {
                 let mapping = match mapper.map_usage(&row, company.as_ref()) {
@@ -689,44 +844,100 @@ async fn services(app: &App, vendor: &VendorId) -> Result<serde_json::Value, Api
     })
     .await
     .map_err(|e| ApiError::internal("mapping the services", &e))?;
-    Ok(json!({
-        "vendor": view.vendor,
-        "rules": rules.version.label(),
-        "services": services,
-    }))
+    Ok(ServiceList {
+        vendor: view.vendor,
+        rules: rules.version.label(),
+        services,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
+    /// The push API's part of the generated document: every route with its
+    /// push-key access, and every answer of the push contract.
     #[test]
-    fn the_openapi_fragment_describes_every_route() {
-        let document: serde_json::Value =
-            serde_json::from_str(OPENAPI_FRAGMENT).expect("the fragment is JSON");
-        assert_eq!(document["openapi"], "3.1.0");
-        for (path, method) in [
-            (USAGE_PATH, "post"),
-            (ACCOUNTS_PATH, "get"),
-            (SERVICES_PATH, "get"),
-        ] {
-            assert!(
-                document["paths"][path][method].is_object(),
-                "{method} {path} is missing from push.openapi.json"
-            );
+    fn the_generated_operations_describe_every_route() {
+        let table = route_table();
+        let routed: Vec<(String, &str)> = table
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.as_str()))
+            .collect();
+        assert_eq!(
+            routed,
+            [
+                ("POST".to_owned(), USAGE_PATH),
+                ("GET".to_owned(), ACCOUNTS_PATH),
+                ("GET".to_owned(), SERVICES_PATH),
+            ]
+        );
+        assert!(table.iter().all(|r| r.access == Access::PushKey));
+        let document = serde_json::to_value(routes().doc).expect("the document is JSON");
+        for route in &table {
+            let operation = &document["paths"][&route.path][route.method.as_str().to_lowercase()];
+            assert_eq!(operation["x-trueup-access"], "push_key", "{}", route.path);
+            assert_eq!(operation["security"], json!([{ "push_key": [] }]));
+            for status in ["200", "401", "429", "500"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{} {} lacks {status}",
+                    route.method,
+                    route.path
+                );
+            }
         }
         let responses = &document["paths"][USAGE_PATH]["post"]["responses"];
-        for status in ["200", "400", "401", "404", "413", "422", "429"] {
+        for status in ["400", "404", "413", "422"] {
             assert!(responses[status].is_object(), "POST usage lacks {status}");
         }
-        // Every schema a path refers to exists.
-        let text = OPENAPI_FRAGMENT;
-        for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().unwrap_or_default();
-            assert!(
-                document["components"]["schemas"][name].is_object(),
-                "schema {name} is referenced but not defined"
-            );
+        let schemas = &document["components"]["schemas"];
+        for name in [
+            "PushUsageItem",
+            "PushUsageBatch",
+            "PushError",
+            "PushProblem",
+            "PushAccountList",
+            "PushServiceList",
+        ] {
+            assert!(schemas[name].is_object(), "schema {name} is missing");
         }
+    }
+
+    /// The error answer is what the document's PushError says.
+    #[tokio::test]
+    async fn errors_are_answered_as_documented() {
+        let response = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "bad")
+            .with_problems(
+                vec![Problem {
+                    path: "$.quantity".into(),
+                    message: "negative".into(),
+                }],
+                3,
+            )
+            .into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            body,
+            json!({
+                "error": "invalid",
+                "message": "bad",
+                "problems": [{ "path": "$.quantity", "message": "negative" }],
+                "problem_count": 3,
+            })
+        );
+        let plain = ApiError::unauthorized("no key").into_response();
+        let bytes = axum::body::to_bytes(plain.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["error"], "unauthorized");
+        assert!(body.get("problems").is_none(), "{body}");
     }
 }

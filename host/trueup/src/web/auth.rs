@@ -306,7 +306,8 @@ fn changes_state(method: &Method) -> bool {
 /// [`Principal`] into the request's (and the response's) extensions.
 pub(crate) async fn guard(access: Access, mut req: Request, next: Next) -> Response {
     let needed = match access {
-        Access::Public => return next.run(req).await,
+        // The push API's handlers check the push key themselves.
+        Access::Public | Access::PushKey => return next.run(req).await,
         Access::Page => Role::Viewer,
         Access::Role(role) => role,
     };
@@ -378,7 +379,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 }
 
 /// Login credentials.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// The username.
@@ -388,7 +389,7 @@ pub struct Login {
 }
 
 /// The session as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// The username (or `token:NAME`).
     pub username: String,
@@ -403,6 +404,13 @@ pub struct SessionInfo {
 }
 
 /// `POST /api/v1/session`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "session",
+    request_body = Login,
+    responses((status = 200, description = "Logged in: sets the session cookie", body = SessionInfo), (status = 401, description = "Wrong username or password, or a disabled user", body = crate::web::openapi::ErrorBody), (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = crate::web::openapi::ErrorBody), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<Response> {
     let auth = &state.shared.auth;
     let app = &state.app;
@@ -473,6 +481,12 @@ pub async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Ap
 }
 
 /// `GET /api/v1/session`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "session",
+    responses((status = 200, description = "The caller", body = SessionInfo)),
+)]
 pub async fn me(Caller(principal): Caller) -> Json<SessionInfo> {
     let (csrf_token, expires_at) = match principal.via {
         Via::Session {
@@ -490,6 +504,12 @@ pub async fn me(Caller(principal): Caller) -> Json<SessionInfo> {
 }
 
 /// `DELETE /api/v1/session`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "session",
+    responses((status = 204, description = "Logged out: the session is deleted and the cookie cleared")),
+)]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(id) = session_id(&headers) {
         state.shared.auth.forget(&format!("s:{}", token_hash(&id)));

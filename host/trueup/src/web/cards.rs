@@ -53,7 +53,7 @@ pub const MAX_DETAIL_USAGE_ROWS: usize = 500;
 pub const MAX_LIST: u32 = 1_000;
 
 /// A run as lists name it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunRef {
     /// The run id.
     pub id: i64,
@@ -99,7 +99,8 @@ fn card_key(text: &str) -> ApiResult<CardKey> {
 }
 
 /// `?status=&limit=` of lists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this status.

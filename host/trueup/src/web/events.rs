@@ -28,6 +28,12 @@ fn event_name(event: &AppEvent) -> &'static str {
 }
 
 /// `GET /api/v1/events`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    responses((status = 200, description = "Server-Sent Events named sync, job, reconcile, write_back, ...; each data line is the event as JSON", content_type = "text/event-stream", body = String)),
+)]
 pub async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -151,6 +151,12 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)),
+)]
 pub async fn exposition(State(state): State<AppState>) -> Response {
     let store = state.app.store();
     let queued = store

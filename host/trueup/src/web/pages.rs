@@ -56,6 +56,12 @@ fn html(body: &'static str) -> Response {
 }
 
 /// `GET /`: the cards page when logged in, else the login page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    responses((status = 303, description = "To /app/cards when logged in, else to /login")),
+)]
 pub async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     match super::auth::authenticate(&state, &headers).await {
         Ok(Some(_)) => Redirect::to("/app/cards").into_response(),
@@ -64,17 +70,49 @@ pub async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap)
 }
 
 /// `GET /login`.
+#[utoipa::path(
+    get,
+    path = "/login",
+    tag = "pages",
+    responses((status = 200, description = "The login page", content_type = "text/html")),
+)]
 pub async fn login() -> Response {
     html(LOGIN_HTML)
 }
 
 /// `GET /app`, `GET /app/{*page}`: the application shell; its script
 /// shows the page the path names.
+#[utoipa::path(
+    get,
+    path = "/app",
+    tag = "pages",
+    responses((status = 200, description = "The application shell", content_type = "text/html")),
+)]
 pub async fn app() -> Response {
     html(APP_HTML)
 }
 
+/// `GET /app/{*page}`: the same shell as [`app`] (one handler per
+/// documented operation).
+#[utoipa::path(
+    get,
+    path = "/app/{*page}",
+    tag = "pages",
+    params(("page" = String, Path, description = "The UI page, e.g. cards or admin/users")),
+    responses((status = 200, description = "The application shell", content_type = "text/html")),
+)]
+pub async fn app_page() -> Response {
+    html(APP_HTML)
+}
+
 /// `GET /assets/{file}`.
+#[utoipa::path(
+    get,
+    path = "/assets/{file}",
+    tag = "pages",
+    params(("file" = String, Path, description = "The asset, e.g. app.css")),
+    responses((status = 200, description = "The asset (CSS or JavaScript)", content_type = "text/css"), (status = 404, description = "No such asset", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => {

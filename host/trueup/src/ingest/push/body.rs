@@ -34,30 +34,49 @@ pub const ITEM_FIELDS: &[&str] = &[
     "unit_cost",
 ];
 
-#[derive(Debug, Deserialize)]
+/// One usage item.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawItem {
+#[schema(as = PushUsageItem)]
+pub(crate) struct RawItem {
+    /// The vendor's id of the customer account (1 to 256 characters).
     account_id: String,
+    /// The SKU id (1 to 256 characters).
     service: String,
+    /// Units in use, 0 or more: a decimal string ("12.50") or a JSON
+    /// integer; fractional JSON numbers are refused. Replaces the count of
+    /// (account, service, observed_on).
+    #[schema(value_type = String)]
     quantity: Value,
+    /// The day counted; default today in the MSP's time zone; at most one
+    /// day ahead.
     #[serde(default)]
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     observed_on: Option<String>,
+    /// Display name of the SKU; default the service id.
     #[serde(default)]
     sku_name: Option<String>,
+    /// Unit of measure; default "unit".
     #[serde(default)]
     unit: Option<String>,
+    /// The vendor's cost per unit, 0 or more, as `quantity`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     unit_cost: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A batch of 1 to [`MAX_BATCH_ITEMS`] items, set all or nothing.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawBatch {
+#[schema(as = PushUsageBatch)]
+pub(crate) struct RawBatch {
+    /// The items.
     items: Vec<RawItem>,
 }
 
 /// One thing wrong with the body, at a JSON path (`$`, `$.items[2].quantity`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PushProblem)]
 pub struct Problem {
     /// Where.
     pub path: String,

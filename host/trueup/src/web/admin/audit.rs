@@ -9,7 +9,8 @@ use crate::web::AppState;
 use crate::web::error::{ApiResult, QueryParams};
 
 /// `?subject=&actor=&before=&limit=` of the audit log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this subject (`card:KEY`, `user:NAME`, ...).
@@ -23,6 +24,13 @@ pub struct AuditQuery {
 }
 
 /// `GET /api/v1/audit`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses((status = 200, description = "Audit entries (id, at, actor, action, subject, detail), newest first", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn audit(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<AuditQuery>,

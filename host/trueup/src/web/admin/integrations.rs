@@ -16,7 +16,7 @@ use crate::web::auth::Caller;
 use crate::web::error::{ApiError, ApiResult, JsonBody};
 
 /// A declared secret and whether it is set (never its value).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SecretStatus {
     /// The secret's name in the manifest.
     pub name: String,
@@ -31,7 +31,7 @@ pub struct SecretStatus {
 }
 
 /// An installed plugin.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Integration {
     /// The plugin id.
     pub id: String,
@@ -40,19 +40,23 @@ pub struct Integration {
     /// What uses it: `psa`, or the vendor integration ids.
     pub used_as: Vec<String>,
     /// The manifest, when it can be read.
+    #[schema(value_type = Option<Object>)]
     pub manifest: Option<PluginManifest>,
     /// Why the manifest cannot be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_error: Option<String>,
     /// What the manifest declares.
+    #[schema(value_type = Option<Object>)]
     pub declared: Option<DeclaredCapabilities>,
     /// What `trueup.toml` grants.
+    #[schema(value_type = Object)]
     pub granted: Grants,
     /// Non-secret settings from `trueup.toml`.
     pub config: std::collections::BTreeMap<String, String>,
     /// Declared secrets: names and whether they are set, never values.
     pub secrets: Vec<SecretStatus>,
     /// The sync health of each source it serves.
+    #[schema(value_type = Vec<Object>)]
     pub health: Vec<SourceHealth>,
 }
 
@@ -138,6 +142,12 @@ async fn integration_of(state: &AppState, id: &str) -> ApiResult<Integration> {
 }
 
 /// `GET /api/v1/integrations`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations",
+    tag = "integrations",
+    responses((status = 200, description = "Installed plugins", body = Vec<Integration>)),
+)]
 pub async fn integrations(State(state): State<AppState>) -> ApiResult<Json<Vec<Integration>>> {
     let mut out = Vec::new();
     for id in state.app.config().plugins.keys() {
@@ -147,6 +157,13 @@ pub async fn integrations(State(state): State<AppState>) -> ApiResult<Json<Vec<I
 }
 
 /// `GET /api/v1/integrations/{plugin}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/integrations/{plugin}",
+    tag = "integrations",
+    params(("plugin" = String, Path, description = "The plugin id")),
+    responses((status = 200, description = "The plugin", body = Integration), (status = 404, description = "No such plugin configured", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn integration(
     State(state): State<AppState>,
     Path(plugin): Path<String>,
@@ -155,7 +172,7 @@ pub async fn integration(
 }
 
 /// A secret's new value.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretValue {
     /// The value (stored encrypted; never shown again).
@@ -163,6 +180,14 @@ pub struct SecretValue {
 }
 
 /// `PUT /api/v1/integrations/{plugin}/secrets/{name}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/integrations/{plugin}/secrets/{name}",
+    tag = "integrations",
+    params(("plugin" = String, Path, description = "The plugin id"), ("name" = String, Path, description = "The secret name in the manifest")),
+    request_body = SecretValue,
+    responses((status = 204, description = "Stored (encrypted)"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such plugin or secret", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn set_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -177,6 +202,12 @@ pub async fn set_secret(
 }
 
 /// `GET /api/v1/sync/health`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/health",
+    tag = "integrations",
+    responses((status = 200, description = "Per source: the latest run and the latest successful run", body = Vec<Object>)),
+)]
 pub async fn sync_health(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceHealth>>> {
     Ok(Json(state.app.store().sync_health().await?))
 }

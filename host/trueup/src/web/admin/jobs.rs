@@ -14,7 +14,7 @@ use crate::web::cards::ListQuery;
 use crate::web::error::{ApiError, ApiResult, JsonBody, QueryParams};
 
 /// "Sync now".
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
     /// `quick`: sync the sources; `full` (default): sync them, then
@@ -28,9 +28,10 @@ pub struct SyncRequest {
 }
 
 /// A job enqueued.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Enqueued {
     /// The job.
+    #[schema(value_type = Object)]
     pub job: Job,
 }
 
@@ -49,6 +50,13 @@ async fn enqueue(
 }
 
 /// `POST /api/v1/syncs`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/syncs",
+    tag = "jobs",
+    request_body = SyncRequest,
+    responses((status = 202, description = "The job, queued", body = Enqueued), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn sync_now(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -70,6 +78,12 @@ pub async fn sync_now(
 }
 
 /// `POST /api/v1/reconcile`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reconcile",
+    tag = "jobs",
+    responses((status = 202, description = "The job, queued", body = Enqueued)),
+)]
 pub async fn reconcile_now(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -78,6 +92,13 @@ pub async fn reconcile_now(
 }
 
 /// `GET /api/v1/jobs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    params(crate::web::cards::ListQuery),
+    responses((status = 200, description = "Jobs (id, kind, status, progress, times, error), newest first", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn jobs(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -99,17 +120,30 @@ pub async fn jobs(
 }
 
 /// `GET /api/v1/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "The job id")),
+    responses((status = 200, description = "The job (id, kind, status, progress, times, error)", body = Object), (status = 404, description = "No such job", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Job>> {
     Ok(Json(state.app.store().job(JobId(id)).await?))
 }
 
 /// `GET /api/v1/schedules`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules",
+    tag = "jobs",
+    responses((status = 200, description = "Schedules (name, kind, spec, source, enabled, next run)", body = Vec<Object>)),
+)]
 pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<Vec<StoredSchedule>>> {
     Ok(Json(state.app.store().schedules().await?))
 }
 
 /// A schedule to create or change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// `sync.full`, `sync.quick`, `sync.source` or `reconcile`.
@@ -125,6 +159,14 @@ pub struct ScheduleRequest {
 }
 
 /// `PUT /api/v1/schedules/{name}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/schedules/{name}",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The schedule name")),
+    request_body = ScheduleRequest,
+    responses((status = 200, description = "The stored schedule (name, kind, spec, source, enabled, next run)", body = Object), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn put_schedule(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -177,6 +219,13 @@ pub async fn put_schedule(
 }
 
 /// `DELETE /api/v1/schedules/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/schedules/{name}",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The schedule name")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such schedule", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn delete_schedule(
     State(state): State<AppState>,
     Caller(caller): Caller,

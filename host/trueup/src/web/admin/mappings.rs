@@ -18,9 +18,10 @@ use crate::web::auth::Caller;
 use crate::web::error::{ApiError, ApiResult, JsonBody, QueryParams};
 
 /// A PSA company.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CompanyView {
     /// The PSA's id.
+    #[schema(value_type = String)]
     pub id: CompanyId,
     /// Its name.
     pub name: String,
@@ -29,10 +30,17 @@ pub struct CompanyView {
     /// Its domains.
     pub domains: Vec<String>,
     /// Active or not.
+    #[schema(value_type = String)]
     pub status: CompanyStatus,
 }
 
 /// `GET /api/v1/companies`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/companies",
+    tag = "mappings",
+    responses((status = 200, description = "The PSA's companies", body = Vec<CompanyView>)),
+)]
 pub async fn companies(State(state): State<AppState>) -> ApiResult<Json<Vec<CompanyView>>> {
     Ok(Json(
         state
@@ -55,40 +63,48 @@ pub async fn companies(State(state): State<AppState>) -> ApiResult<Json<Vec<Comp
 }
 
 /// A vendor account's mapping.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     /// The vendor integration.
+    #[schema(value_type = String)]
     pub vendor: VendorId,
     /// The account.
+    #[schema(value_type = String)]
     pub account: AccountId,
     /// Its name, when a sync listed it.
     pub name: Option<String>,
     /// `mapped`, `unmapped` or `excluded`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// The company, when mapped.
+    #[schema(value_type = Option<String>)]
     pub company: Option<CompanyId>,
     /// How it was decided.
+    #[schema(value_type = Object)]
     pub method: MappingMethod,
     /// Why.
     pub reason: String,
     /// Candidates not applied, with score and reason (accept one with
     /// `POST /api/v1/mappings/accounts`).
+    #[schema(value_type = Vec<Object>)]
     pub suggestions: Vec<Suggestion>,
     /// Whether a person decided it (a manual mapping or exclusion).
     pub manual: bool,
 }
 
 /// Vendor accounts and their counts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountsAnswer {
     /// Accounts per status.
+    #[schema(value_type = std::collections::BTreeMap<String, usize>)]
     pub counts: std::collections::BTreeMap<&'static str, usize>,
     /// The accounts (filtered).
     pub accounts: Vec<AccountView>,
 }
 
 /// `?status=&vendor=` of the accounts list.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountsQuery {
     /// mapped, unmapped or excluded.
@@ -107,6 +123,13 @@ fn status_word(status: &AccountMappingStatus) -> &'static str {
 
 /// `GET /api/v1/mappings/accounts`: the last match's decisions (manual
 /// mappings included), with the account names of the last syncs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/mappings/accounts",
+    tag = "mappings",
+    params(AccountsQuery),
+    responses((status = 200, description = "Accounts with counts per status", body = AccountsAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn accounts(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<AccountsQuery>,
@@ -159,7 +182,7 @@ pub async fn accounts(
 }
 
 /// A manual mapping or exclusion.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapAccount {
     /// The vendor integration.
@@ -174,6 +197,13 @@ pub struct MapAccount {
 
 /// `POST /api/v1/mappings/accounts` (also "accept a suggestion": pass its
 /// company). Takes effect at the next reconcile.
+#[utoipa::path(
+    post,
+    path = "/api/v1/mappings/accounts",
+    tag = "mappings",
+    request_body = MapAccount,
+    responses((status = 200, description = "The stored mapping override (vendor, account, company or null, reason, by, at)", body = Object), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn map_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -201,6 +231,13 @@ pub async fn map_account(
 }
 
 /// `DELETE /api/v1/mappings/accounts/{vendor}/{account}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mappings/accounts/{vendor}/{account}",
+    tag = "mappings",
+    params(("vendor" = String, Path, description = "The vendor integration"), ("account" = String, Path, description = "The vendor account")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No manual mapping of that account", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn unmap_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -232,12 +269,18 @@ pub async fn unmap_account(
 }
 
 /// `GET /api/v1/mappings/skus`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/mappings/skus",
+    tag = "mappings",
+    responses((status = 200, description = "SKU table entries (vendor, sku, product, multiplier as a decimal string)", body = Vec<Object>)),
+)]
 pub async fn skus(State(state): State<AppState>) -> ApiResult<Json<Vec<StoredSkuEntry>>> {
     Ok(Json(state.app.store().sku_entries().await?))
 }
 
 /// A SKU table entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkuRequest {
     /// The vendor integration.
@@ -248,10 +291,18 @@ pub struct SkuRequest {
     pub product: String,
     /// Units of product per unit of usage (default 1).
     #[serde(default, with = "trueup_core::model::amount::option")]
+    #[schema(value_type = Option<String>)]
     pub multiplier: Option<Decimal>,
 }
 
 /// `PUT /api/v1/mappings/skus`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/mappings/skus",
+    tag = "mappings",
+    request_body = SkuRequest,
+    responses((status = 204, description = "Stored"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn put_sku(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -281,6 +332,13 @@ pub async fn put_sku(
 }
 
 /// `DELETE /api/v1/mappings/skus/{vendor}/{sku}/{product}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mappings/skus/{vendor}/{sku}/{product}",
+    tag = "mappings",
+    params(("vendor" = String, Path, description = "The vendor integration"), ("sku" = String, Path, description = "The vendor SKU"), ("product" = String, Path, description = "The PSA product identifier")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No such entry", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn delete_sku(
     State(state): State<AppState>,
     Caller(caller): Caller,

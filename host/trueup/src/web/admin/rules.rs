@@ -17,7 +17,7 @@ use crate::web::auth::Caller;
 use crate::web::error::{ApiError, ApiResult, JsonBody};
 
 /// A rule version as listed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RuleVersionView {
     /// SHA-256 of the source.
     pub checksum: String,
@@ -30,7 +30,7 @@ pub struct RuleVersionView {
 }
 
 /// The active rules.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveRules {
     /// SHA-256 of the source.
     pub checksum: String,
@@ -47,7 +47,7 @@ pub struct ActiveRules {
 }
 
 /// The rules page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RulesAnswer {
     /// The active version.
     pub active: Option<ActiveRules>,
@@ -56,6 +56,12 @@ pub struct RulesAnswer {
 }
 
 /// `GET /api/v1/rules`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules",
+    tag = "rules",
+    responses((status = 200, description = "The active rules and every version", body = RulesAnswer)),
+)]
 pub async fn rules(State(state): State<AppState>) -> ApiResult<Json<RulesAnswer>> {
     let store = state.app.store();
     let active = store.active_rule_version().await?;
@@ -94,6 +100,13 @@ pub async fn rules(State(state): State<AppState>) -> ApiResult<Json<RulesAnswer>
 }
 
 /// `GET /api/v1/rules/versions/{checksum}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules/versions/{checksum}",
+    tag = "rules",
+    params(("checksum" = String, Path, description = "The version SHA-256")),
+    responses((status = 200, description = "The version: checksum, file, source, tests, author, created_at", body = Object), (status = 404, description = "No such version", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn rule_version(
     State(state): State<AppState>,
     Path(checksum): Path<String>,
@@ -108,7 +121,7 @@ pub async fn rule_version(
 }
 
 /// A draft of the rules.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulesDraft {
     /// The Rhai source.
@@ -151,7 +164,7 @@ impl RulesDraft {
 }
 
 /// The outcome of checking a draft.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckAnswer {
     /// The version label (`rules/<checksum>`).
     pub version: String,
@@ -172,7 +185,7 @@ pub struct CheckAnswer {
 }
 
 /// A test run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestsAnswer {
     /// Whether every case passed.
     pub passed: bool,
@@ -193,6 +206,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `POST /api/v1/rules/check`: compile the draft and run its tests.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/check",
+    tag = "rules",
+    request_body = RulesDraft,
+    responses((status = 200, description = "What the draft declares, and its tests' outcome", body = CheckAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn check_rules(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -232,19 +252,29 @@ pub async fn check_rules(
 }
 
 /// The draft's effect on current data.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DryRunAnswer {
     /// The reconcile date.
     pub as_of: NaiveDate,
     /// Cards added, removed and changed by the draft.
+    #[schema(value_type = Object)]
     pub diff: CardDiff,
     /// Totals under the active rules.
+    #[schema(value_type = Object)]
     pub before: CardTotals,
     /// Totals under the draft.
+    #[schema(value_type = Object)]
     pub after: CardTotals,
 }
 
 /// `POST /api/v1/rules/dry-run`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/dry-run",
+    tag = "rules",
+    request_body = RulesDraft,
+    responses((status = 200, description = "The cards that differ and the totals before and after", body = DryRunAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No data to reconcile yet", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn dry_run_rules(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -276,7 +306,7 @@ pub async fn dry_run_rules(
 }
 
 /// What to explain.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     /// The vendor integration (needed when the account id is not unique).
@@ -292,7 +322,7 @@ pub struct ExplainRequest {
 }
 
 /// An explanation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExplainAnswer {
     /// The explanation as text: every distinct decision with its trace,
     /// and the policy of each product it maps to.
@@ -300,6 +330,13 @@ pub struct ExplainAnswer {
 }
 
 /// `POST /api/v1/rules/explain`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/explain",
+    tag = "rules",
+    request_body = ExplainRequest,
+    responses((status = 200, description = "The explanation", body = ExplainAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such account or SKU", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn explain_rules(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -344,7 +381,7 @@ pub async fn explain_rules(
 }
 
 /// An activated version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Activated {
     /// Its checksum.
     pub checksum: String,
@@ -352,6 +389,13 @@ pub struct Activated {
 
 /// `POST /api/v1/rules/activate`: validate (compile, declarations, tests)
 /// and activate; the next reconcile uses it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/activate",
+    tag = "rules",
+    request_body = RulesDraft,
+    responses((status = 200, description = "Activated", body = Activated), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn activate_rules(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -14,7 +14,7 @@ use crate::web::auth::{Caller, role_of, stored_role};
 use crate::web::error::{ApiError, ApiResult, JsonBody};
 
 /// An API token as listed (never its value).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Its id.
     pub id: i64,
@@ -47,6 +47,12 @@ impl From<ApiToken> for TokenView {
 }
 
 /// `GET /api/v1/tokens`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    responses((status = 200, description = "API tokens (never their values)", body = Vec<TokenView>)),
+)]
 pub async fn tokens(State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
     Ok(Json(
         state
@@ -61,7 +67,7 @@ pub async fn tokens(State(state): State<AppState>) -> ApiResult<Json<Vec<TokenVi
 }
 
 /// A new API token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A name for people.
@@ -71,7 +77,7 @@ pub struct NewToken {
 }
 
 /// A created token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The token.
     pub token: TokenView,
@@ -80,6 +86,13 @@ pub struct CreatedToken {
 }
 
 /// `POST /api/v1/tokens`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    request_body = NewToken,
+    responses((status = 201, description = "Created; the value is shown this once", body = CreatedToken), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -127,6 +140,13 @@ pub async fn create_token(
 }
 
 /// `DELETE /api/v1/tokens/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "The token id")),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such token", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -13,7 +13,7 @@ use crate::web::auth::{Caller, role_of, stored_role};
 use crate::web::error::{ApiError, ApiResult, JsonBody};
 
 /// A user (never the password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// Its id.
     pub id: i64,
@@ -43,6 +43,12 @@ impl From<trueup_store::auth::User> for UserView {
 }
 
 /// `GET /api/v1/users`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    responses((status = 200, description = "Users", body = Vec<UserView>)),
+)]
 pub async fn users(State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
     Ok(Json(
         state
@@ -57,7 +63,7 @@ pub async fn users(State(state): State<AppState>) -> ApiResult<Json<Vec<UserView
 }
 
 /// A new user.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// The login name.
@@ -71,7 +77,7 @@ pub struct NewUser {
 }
 
 /// A created user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedUser {
     /// The user.
     pub user: UserView,
@@ -88,6 +94,13 @@ async fn hash(password: String) -> ApiResult<String> {
 }
 
 /// `POST /api/v1/users`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = NewUser,
+    responses((status = 201, description = "Created", body = CreatedUser), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 409, description = "Conflicts with the stored state", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -139,7 +152,7 @@ pub async fn create_user(
 }
 
 /// Changes to a user.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// A new role.
@@ -154,6 +167,14 @@ pub struct UserChange {
 }
 
 /// `PATCH /api/v1/users/{username}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{username}",
+    tag = "users",
+    params(("username" = String, Path, description = "The login name")),
+    request_body = UserChange,
+    responses((status = 200, description = "The user as changed", body = UserView), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such user", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn update_user(
     State(state): State<AppState>,
     Caller(caller): Caller,

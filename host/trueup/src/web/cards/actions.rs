@@ -20,7 +20,7 @@ use crate::web::error::{ApiError, ApiResult, JsonBody};
 
 /// A dry-run request: plan the card's pending write-back, or an approval
 /// (or, with a quantity or date, an adjustment) of it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     /// The run (default: the latest).
@@ -28,6 +28,7 @@ pub struct PlanRequest {
     pub run: Option<i64>,
     /// Adjust to this quantity.
     #[serde(default, with = "trueup_core::model::amount::option")]
+    #[schema(value_type = Option<String>)]
     pub quantity: Option<Decimal>,
     /// Adjust to this effective date.
     #[serde(default)]
@@ -35,18 +36,28 @@ pub struct PlanRequest {
 }
 
 /// The exact calls a write-back would make.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PlanAnswer {
     /// The change planned.
+    #[schema(value_type = Object)]
     pub change: QuantityChange,
     /// Whether it is the card's pending write-back (else a preview of an
     /// approval or adjustment).
     pub pending: bool,
     /// The HTTP calls, in order, without secrets.
+    #[schema(value_type = Vec<Object>)]
     pub calls: Vec<PlannedCall>,
 }
 
 /// `POST /api/v1/cards/{key}/plan`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cards/{key}/plan",
+    tag = "cards",
+    params(("key" = String, Path, description = "The card key (32 hex digits)")),
+    request_body = PlanRequest,
+    responses((status = 200, description = "The change and the PSA calls it would make", body = PlanAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such card or run", body = crate::web::openapi::ErrorBody), (status = 502, description = "The PSA or a connector failed", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn plan(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -111,13 +122,14 @@ pub async fn plan(
 }
 
 /// A decision on cards.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     /// The run the cards were shown from (default: the latest).
     #[serde(default)]
     pub run: Option<i64>,
     /// The cards (one or many).
+    #[schema(value_type = Vec<String>)]
     pub cards: Vec<CardKey>,
     /// What to do: `{"action":"approve"}`, `{"action":"adjust",
     /// "quantity":"12","effective_date":"2026-12-01"}` (either part may be
@@ -125,6 +137,7 @@ pub struct DecisionRequest {
     /// `{"action":"dismiss"}`, `{"action":"snooze","until":{"date":
     /// "2027-01-01"}}` or `{"action":"snooze","until":"numbers_change"}`,
     /// `{"action":"exclude","reason":"..."}`.
+    #[schema(value_type = Object)]
     pub action: Action,
 }
 
@@ -141,6 +154,13 @@ fn check_selection(cards: &[CardKey]) -> ApiResult<()> {
 }
 
 /// `POST /api/v1/decisions`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/decisions",
+    tag = "cards",
+    request_body = DecisionRequest,
+    responses((status = 200, description = "Per card: decided, or why not; write-backs enqueued", body = Object), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody), (status = 409, description = "Conflicts with the stored state", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn decide(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -161,14 +181,22 @@ pub async fn decide(
 }
 
 /// A selection of cards.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     /// The cards.
+    #[schema(value_type = Vec<String>)]
     pub cards: Vec<CardKey>,
 }
 
 /// `POST /api/v1/cards/reopen`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cards/reopen",
+    tag = "cards",
+    request_body = Selection,
+    responses((status = 204, description = "The cards are open again"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 409, description = "Conflicts with the stored state", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn reopen(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -195,17 +223,18 @@ pub async fn reopen(
 }
 
 /// A tag for cards.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagRequest {
     /// The cards.
+    #[schema(value_type = Vec<String>)]
     pub cards: Vec<CardKey>,
     /// The tag (lower-cased, no spaces, at most 40 characters).
     pub tag: String,
 }
 
 /// A tag in use.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TagCount {
     /// The tag.
     pub tag: String,
@@ -214,6 +243,12 @@ pub struct TagCount {
 }
 
 /// `GET /api/v1/tags`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tags",
+    tag = "cards",
+    responses((status = 200, description = "Tags with their card counts", body = Vec<TagCount>)),
+)]
 pub async fn tags(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<TagCount>>> {
     Ok(axum::Json(
         state
@@ -228,6 +263,13 @@ pub async fn tags(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<Tag
 }
 
 /// `POST /api/v1/tags`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tags",
+    tag = "cards",
+    request_body = TagRequest,
+    responses((status = 204, description = "Tagged"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn tag(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -253,6 +295,13 @@ pub async fn tag(
 }
 
 /// `POST /api/v1/tags/remove`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tags/remove",
+    tag = "cards",
+    request_body = TagRequest,
+    responses((status = 204, description = "Untagged"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn untag(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -278,7 +327,7 @@ pub async fn untag(
 }
 
 /// A note.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     /// The text (1 to 2000 characters).
@@ -286,6 +335,14 @@ pub struct NoteRequest {
 }
 
 /// `POST /api/v1/cards/{key}/notes`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cards/{key}/notes",
+    tag = "cards",
+    params(("key" = String, Path, description = "The card key (32 hex digits)")),
+    request_body = NoteRequest,
+    responses((status = 201, description = "The note (id, card, author, text, created_at)", body = Object), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such card", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn add_note(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -17,7 +17,8 @@ use crate::web::AppState;
 use crate::web::error::{ApiError, ApiResult, QueryParams};
 
 /// `?run=` of card routes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunQuery {
     /// The run (default: the latest).
@@ -25,7 +26,7 @@ pub struct RunQuery {
 }
 
 /// How one distinct mapping behind a card was decided.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TraceView {
     /// What the usage maps to ("M365-BP ×1").
     pub maps_to: String,
@@ -36,7 +37,7 @@ pub struct TraceView {
 }
 
 /// The usage rows behind a card.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     /// Whether the rows could be read back as the run read them.
     pub available: bool,
@@ -46,30 +47,37 @@ pub struct UsageView {
     /// Rows behind the card.
     pub total: usize,
     /// The first [`MAX_DETAIL_USAGE_ROWS`] of them.
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<UsageObservation>,
 }
 
 /// One card in full.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardDetail {
     /// The run it is from.
     pub run: RunRef,
     /// The card as reconciled: quantities, money (cost, price, margin
     /// before and after), effective date and proration preview
     /// (`change`), policy, suggestions, notes.
+    #[schema(value_type = Object)]
     pub card: ServiceCard,
     /// Its status today.
+    #[schema(value_type = String)]
     pub status: CardStatus,
     /// The stored state, if anyone acted on it.
+    #[schema(value_type = Option<Object>)]
     pub state: Option<CardState>,
     /// Tags.
     pub tags: Vec<String>,
     /// Notes, oldest first.
+    #[schema(value_type = Vec<Object>)]
     pub notes: Vec<CardNote>,
     /// Decisions, oldest first.
+    #[schema(value_type = Vec<Object>)]
     pub decisions: Vec<DecisionRecord>,
     /// Write-backs, oldest first: status, attempts, PSA record ids or the
     /// PSA's rejection.
+    #[schema(value_type = Vec<Object>)]
     pub write_backs: Vec<OutboxEntry>,
     /// The rule trace of each distinct mapping behind the card.
     pub trace: Vec<TraceView>,
@@ -93,6 +101,13 @@ async fn run_usage(state: &AppState, run: &ReconcileRun) -> ApiResult<Arc<Vec<Us
 }
 
 /// `GET /api/v1/cards/{key}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards/{key}",
+    tag = "cards",
+    params(("key" = String, Path, description = "The card key (32 hex digits)"), RunQuery),
+    responses((status = 200, description = "The card in full", body = CardDetail), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such card or run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn detail(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -107,6 +107,13 @@ fn csv_row(out: &mut String, card: &CardSummary) {
 }
 
 /// `GET /api/v1/cards/export.csv`: every card matching the filters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards/export.csv",
+    tag = "cards",
+    params(CardQuery),
+    responses((status = 200, description = "The cards as CSV (a header row, then one row per card)", content_type = "text/csv", body = String), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn export_csv(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<CardQuery>,

@@ -14,6 +14,13 @@ use crate::web::AppState;
 use crate::web::error::{ApiError, ApiResult, QueryParams};
 
 /// `GET /api/v1/cards/{key}/history`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards/{key}/history",
+    tag = "history",
+    params(("key" = String, Path, description = "The card key (32 hex digits)"), super::detail::RunQuery),
+    responses((status = 200, description = "The card in each run that had it: run, as-of date, category, quantities, money", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such card or run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn history(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -37,7 +44,8 @@ pub async fn history(
 }
 
 /// `?from=&to=` of company history.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     /// First day (default: the first of the month a year ago).
@@ -47,6 +55,13 @@ pub struct RangeQuery {
 }
 
 /// `GET /api/v1/history/companies/{company}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/history/companies/{company}",
+    tag = "history",
+    params(("company" = String, Path, description = "The PSA company id"), RangeQuery),
+    responses((status = 200, description = "Month by month: billed, usage, cost, price, margin", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn company_history(
     State(state): State<AppState>,
     Path(company): Path<String>,
@@ -72,6 +87,13 @@ pub async fn company_history(
 }
 
 /// `GET /api/v1/history/lines/{line}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/history/lines/{line}",
+    tag = "history",
+    params(("line" = String, Path, description = "The PSA line (addition) id")),
+    responses((status = 200, description = "Month by month: billed, usage, cost, price, margin", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn line_history(
     State(state): State<AppState>,
     Path(line): Path<String>,

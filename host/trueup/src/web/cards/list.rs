@@ -16,7 +16,8 @@ use crate::web::AppState;
 use crate::web::error::{ApiError, ApiResult, parse_query};
 
 /// Filters of card lists (every one optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CardQuery {
     /// The run (default: the latest).
@@ -93,11 +94,12 @@ impl CardQuery {
 }
 
 /// A page of cards.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CardList {
     /// The run listed (`null` before the first reconcile).
     pub run: Option<RunRef>,
     /// The cards.
+    #[schema(value_type = Vec<Object>)]
     pub cards: Vec<CardSummary>,
     /// The cursor of the next page.
     pub next: Option<i64>,
@@ -106,6 +108,13 @@ pub struct CardList {
 }
 
 /// `GET /api/v1/cards`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards",
+    tag = "cards",
+    params(CardQuery),
+    responses((status = 200, description = "A page of cards", body = CardList), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn list(State(state): State<AppState>, uri: Uri) -> ApiResult<Response> {
     let key = format!("list?{}", uri.query().unwrap_or_default());
     let query: CardQuery = parse_query(&uri)?;
@@ -139,15 +148,23 @@ pub async fn list(State(state): State<AppState>, uri: Uri) -> ApiResult<Response
 }
 
 /// Totals of the filtered cards.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TotalsAnswer {
     /// The run.
     pub run: Option<RunRef>,
     /// Counts per category and money at stake, under- and over-billed.
+    #[schema(value_type = Object)]
     pub totals: CardTotals,
 }
 
 /// `GET /api/v1/cards/totals`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards/totals",
+    tag = "cards",
+    params(CardQuery),
+    responses((status = 200, description = "Counts and money of the filtered cards", body = TotalsAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn totals(State(state): State<AppState>, uri: Uri) -> ApiResult<Response> {
     let key = format!("totals?{}", uri.query().unwrap_or_default());
     let query: CardQuery = parse_query(&uri)?;
@@ -169,17 +186,25 @@ pub async fn totals(State(state): State<AppState>, uri: Uri) -> ApiResult<Respon
 }
 
 /// Groups of the filtered cards.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupsAnswer {
     /// The run.
     pub run: Option<RunRef>,
     /// What the groups are by.
     pub by: String,
     /// The groups, by key (no key first).
+    #[schema(value_type = Vec<Object>)]
     pub groups: Vec<CardGroup>,
 }
 
 /// `GET /api/v1/cards/groups?by=...`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cards/groups",
+    tag = "cards",
+    params(CardQuery),
+    responses((status = 200, description = "The groups with their totals", body = GroupsAnswer), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn groups(State(state): State<AppState>, uri: Uri) -> ApiResult<Response> {
     let key = format!("groups?{}", uri.query().unwrap_or_default());
     let query: CardQuery = parse_query(&uri)?;

@@ -9,6 +9,13 @@ use crate::web::AppState;
 use crate::web::error::{ApiResult, QueryParams};
 
 /// `GET /api/v1/runs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "cards",
+    params(crate::web::cards::ListQuery),
+    responses((status = 200, description = "Reconcile runs (id, as-of date, started/finished, counts)", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn runs(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -19,6 +26,13 @@ pub async fn runs(
 }
 
 /// `GET /api/v1/outbox`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/outbox",
+    tag = "cards",
+    params(crate::web::cards::ListQuery),
+    responses((status = 200, description = "Write-backs: card, change, status, attempts, PSA record ids or rejection", body = Vec<Object>), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
 pub async fn outbox(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
