@@ -2,13 +2,13 @@
 //! queue, by a worker loop in every `trueup serve` process, enqueued on
 //! demand (the API's "sync now") or by schedules.
 //!
-//! Exactly once: the store hands each due job to one worker (`FOR UPDATE
-//! SKIP LOCKED` on PostgreSQL, one serialized statement on SQLite) under a
-//! lease the worker extends with heartbeats while the job runs; a worker
-//! that dies leaves its lease to expire and the job is claimed again (or
-//! failed, on its last attempt). Schedules are advanced with a
-//! compare-and-set in the transaction that enqueues their job, so any
-//! number of processes ticking at once enqueue each due run once.
+//! Exactly once: the store's leased queue hands each due job to one worker
+//! under a lease the worker extends with heartbeats while the job runs
+//! ([`crate::queue_worker`]); a worker that dies leaves its lease to
+//! expire and the job is claimed again (or failed, on its last attempt).
+//! Schedules are advanced with a compare-and-set in the transaction that
+//! enqueues their job, so any number of processes ticking at once enqueue
+//! each due run once.
 //!
 //! Job kinds (`kind`, payload):
 //! - `sync.full` `{}`: sync the PSA and every vendor, then reconcile;
@@ -26,6 +26,7 @@ use trueup_store::jobs::{Job, JobId, JobStatus, NewJob, Schedule as StoredSchedu
 use crate::app::{App, AppError, AppEvent};
 use crate::backoff::Backoff;
 use crate::config::ScheduleConfig;
+use crate::queue_worker::{self, QueueWorker};
 use crate::schedule::Schedule;
 
 /// Every job kind the worker runs.
@@ -355,54 +356,37 @@ fn status_word(status: JobStatus) -> &'static str {
 async fn run_claimed(app: &App, job: &Job) -> Result<String, JobError> {
     let spec = JobSpec::from_stored(job.id.0, &job.kind, &job.payload)?;
     let worker = app.clone();
-    // A task of its own: the heartbeat below keeps the lease on its own
-    // timer, whatever the job's queries are doing.
+    // A task of its own, so the job's work runs on even while the
+    // heartbeat's statement runs.
     let work = tokio::spawn(async move { run(&worker, &spec).await });
-    let work = async {
-        work.await
-            .map_err(|e| AppError::Invalid(format!("the background work stopped: {e}")))
-    };
-    tokio::pin!(work);
-    let mut beat = tokio::time::interval(JOB_HEARTBEAT);
-    beat.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => return Ok(result??),
-            _ = beat.tick() => {
-                if let Err(error) = app
-                    .store()
-                    .heartbeat_job(job.id, app.worker_id(), JOB_LEASE, app.now())
-                    .await
-                {
-                    tracing::warn!(job = job.id.0, %error, "could not extend the job's lease");
-                }
-            }
-        }
+    let result = queue_worker::holding_lease("job", job.id.0, JOB_HEARTBEAT, work, || {
+        app.store()
+            .heartbeat_job(job.id, app.worker_id(), JOB_LEASE, app.now())
+    })
+    .await
+    .map_err(|e| AppError::Invalid(format!("the background work stopped: {e}")))?;
+    Ok(result?)
+}
+
+/// The job queue's worker.
+struct JobWorker(App);
+
+impl QueueWorker for JobWorker {
+    type Error = AppError;
+
+    fn name(&self) -> &'static str {
+        "job worker"
+    }
+
+    async fn work_next(&mut self) -> Result<bool, AppError> {
+        Ok(run_next(&self.0).await?.is_some())
     }
 }
 
 /// Runs jobs until `shutdown` resolves (a job in progress is finished
 /// first, so its outcome is recorded).
 pub async fn run_worker(app: App, shutdown: impl std::future::Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let idle = match run_next(&app).await {
-            Ok(Some(_)) => false,
-            Ok(None) => true,
-            Err(error) => {
-                tracing::error!(%error, "job worker");
-                true
-            }
-        };
-        if idle {
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(JOB_IDLE_POLL) => {}
-            }
-        } else if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
-            return;
-        }
-    }
+    queue_worker::run(JobWorker(app), JOB_IDLE_POLL, shutdown).await;
 }
 
 /// The next run of `spec` after `after` in the MSP's time zone.

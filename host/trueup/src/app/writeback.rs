@@ -18,6 +18,7 @@ use trueup_store::outbox::{ApplyResult, OutboxEntry};
 
 use super::{App, AppError, AppEvent};
 use crate::backoff::Backoff;
+use crate::queue_worker::{self, QueueWorker};
 
 /// How long a claimed entry stays with its worker before another may take
 /// it over, by default (`[write_back] lease_secs`; the configuration owns
@@ -107,7 +108,20 @@ impl App {
         let Some(session) = session.as_mut() else {
             return Err(AppError::NotConfigured("no PSA session".into()));
         };
-        let result = self.apply_entry(session, &worker, &entry).await?;
+        // The lease is renewed beside the apply, so a slow PSA cannot let
+        // it expire and another worker take the entry over mid-write.
+        let lease = self.config().write_back.lease();
+        let result = queue_worker::holding_lease(
+            "write-back",
+            entry.id.0,
+            queue_worker::renewal_interval(lease),
+            self.apply_entry(session, &worker, &entry),
+            || {
+                self.store()
+                    .extend_write_back_lease(entry.id, &worker, lease, self.now())
+            },
+        )
+        .await?;
         let (status, message) = match &result {
             WriteBackResult::Applied {
                 record_ids,
@@ -220,29 +234,14 @@ impl App {
         Ok(results)
     }
 
-    /// Runs the write-back worker until `shutdown` resolves.
+    /// Runs the write-back worker until `shutdown` resolves (an entry in
+    /// progress is finished first, so its outcome is recorded).
     pub async fn run_write_back_worker(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut session = None;
-        loop {
-            let next = tokio::select! {
-                () = &mut shutdown => return,
-                next = self.write_back_next(&mut session) => next,
-            };
-            match next {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(%error, "write-back worker");
-                    // A broken session (e.g. a trap) is rebuilt next time.
-                    session = None;
-                }
-            }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
-        }
+        let worker = WriteBackWorker {
+            app: self,
+            session: None,
+        };
+        queue_worker::run(worker, IDLE_POLL, shutdown).await;
     }
 
     /// The exact calls approving `card` (or applying `change`) would make,
@@ -253,6 +252,29 @@ impl App {
     pub async fn plan_change(&self, change: &QuantityChange) -> Result<Vec<PlannedCall>, AppError> {
         let mut session = self.psa_session().await?;
         Ok(session.plan_quantity_change(change).await?)
+    }
+}
+
+/// The outbox's worker; it keeps its PSA session between entries.
+struct WriteBackWorker<'a> {
+    app: &'a App,
+    session: Option<PsaSession>,
+}
+
+impl QueueWorker for WriteBackWorker<'_> {
+    type Error = AppError;
+
+    fn name(&self) -> &'static str {
+        "write-back worker"
+    }
+
+    async fn work_next(&mut self) -> Result<bool, AppError> {
+        Ok(self.app.write_back_next(&mut self.session).await?.is_some())
+    }
+
+    fn after_error(&mut self) {
+        // A broken session (e.g. a trap) is rebuilt next time.
+        self.session = None;
     }
 }
 
