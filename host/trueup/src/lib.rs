@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod jobs;
 mod lock;
 pub mod pull;
+pub mod queue_worker;
 pub mod runtime;
 pub mod schedule;
 pub mod secret_box;
