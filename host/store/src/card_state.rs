@@ -39,6 +39,11 @@ pub enum WriteBackStatus {
     Applied,
     /// The PSA refused it; the card is open again.
     Rejected,
+    /// The PSA holds something other than what was sent, or a write may
+    /// have landed: nothing is re-sent until a person decides.
+    NeedsReview,
+    /// Withdrawn by a person before it ran; the card is open again.
+    Cancelled,
 }
 
 /// A card's stored state.
@@ -138,7 +143,7 @@ pub(crate) fn state_from_row(r: &Row) -> Result<CardState> {
                 parse_enum(&w).ok_or_else(|| StoreError::Corrupt {
                     table: "card_states",
                     column: "write_back".to_owned(),
-                    expected: "pending, applied or rejected",
+                    expected: "pending, applied, rejected, needs_review or cancelled",
                     problem: format!("found {w:?}"),
                 })
             })
@@ -217,7 +222,7 @@ pub(crate) async fn set_card_write_back(
     status: WriteBackStatus,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let reopen = if status == WriteBackStatus::Rejected {
+    let reopen = if matches!(status, WriteBackStatus::Rejected | WriteBackStatus::Cancelled) {
         ", status = 'open'"
     } else {
         ""

@@ -57,6 +57,7 @@ pub mod secrets;
 pub mod sync;
 mod tags;
 mod usage;
+pub mod write_review;
 
 use std::path::PathBuf;
 use std::str::FromStr;

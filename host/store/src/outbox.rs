@@ -42,6 +42,11 @@ pub enum OutboxStatus {
     Applied,
     /// Refused by the PSA for good.
     Rejected,
+    /// The PSA may hold something other than what was sent; waits for a
+    /// person (see [`crate::write_review`]).
+    NeedsReview,
+    /// Withdrawn by a person before it ran.
+    Cancelled,
 }
 
 /// An entry to enqueue.
