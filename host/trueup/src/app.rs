@@ -19,7 +19,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use trueup_core::effective::PsaProfile;
 use trueup_plugin_host::{PluginSecrets, SecretValue, SessionOptions};
-use trueup_rules::{CompiledRules, RuleCache, RuleVersion};
+use trueup_core::mapping::{SkuTableFirst, SkuTableMapper};
+use trueup_rules::{CompiledRules, RuleCache, RuleVersion, RulesMapper};
 use trueup_store::audit::NewAuditEntry;
 use trueup_store::{Store, StoreError};
 
@@ -127,13 +128,25 @@ impl From<trueup_rules::RuleError> for AppError {
     }
 }
 
-/// The rule version that is active, compiled.
+/// The rule version that is active, compiled, with the SKU table that
+/// decides before it.
 #[derive(Clone)]
 pub struct ActiveRules {
     /// The version.
     pub version: RuleVersion,
     /// Compiled.
     pub compiled: Arc<CompiledRules>,
+    /// The MSP's SKU table (`/api/v1/mappings/skus`), read with the rules.
+    pub sku_table: SkuTableMapper,
+}
+
+impl ActiveRules {
+    /// The one mapper: the SKU table first, then the rules, as of `as_of`.
+    /// The reconcile, the rules dry run, explain and the push preview all
+    /// map through this.
+    pub fn mapper(&self, as_of: NaiveDate) -> SkuTableFirst<RulesMapper> {
+        SkuTableFirst::new(self.sku_table.clone(), self.compiled.mapper(as_of))
+    }
 }
 
 struct Inner {
@@ -385,7 +398,22 @@ impl App {
             .ok_or_else(|| AppError::NotConfigured("no rule version is active".into()))?;
         let version = rule_version_from_store(&active.version);
         let compiled = self.inner.rule_cache.get(&version)?;
-        Ok(ActiveRules { version, compiled })
+        Ok(ActiveRules {
+            version,
+            compiled,
+            sku_table: self.sku_table().await?,
+        })
+    }
+
+    /// The MSP's SKU table as a mapper (it decides before the rules).
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn sku_table(&self) -> Result<SkuTableMapper, AppError> {
+        let entries = self.store().sku_entries().await?;
+        Ok(SkuTableMapper::from_entries(
+            entries.into_iter().map(|e| e.entry),
+        ))
     }
 
     /// Validates `source` (compile, declarations, the tests given) and, if

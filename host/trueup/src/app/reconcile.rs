@@ -2,7 +2,6 @@
 //! the active rules → service cards, recorded as one run.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use chrono::{Datelike, Months, NaiveDate};
 use serde::Serialize;
@@ -97,11 +96,11 @@ impl App {
         let profile = self.psa_profile();
         let usage_rows = usage.len();
         let psa_sync = psa.sync.as_ref().map(|s| s.id);
-        let compiled = Arc::clone(&rules.compiled);
+        let active = rules.clone();
         // Reconciling is CPU-bound (seconds for a large MSP): keep it off
         // the async workers.
         let output = tokio::task::spawn_blocking(move || {
-            let mapper = compiled.mapper(as_of);
+            let mapper = active.mapper(as_of);
             let mappings: Vec<AccountMapping> =
                 outcomes.iter().map(|o| o.mapping.clone()).collect();
             reconcile(&ReconcileInput {
