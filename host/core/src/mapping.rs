@@ -399,6 +399,51 @@ fn one() -> Decimal {
     Decimal::ONE
 }
 
+/// The largest multiplier a SKU table entry may have: one unit of usage
+/// counting as more than 10,000 units of a product is a typo, not a bundle.
+pub const MAX_SKU_MULTIPLIER: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
+
+/// The most decimal places of a multiplier (a half seat is 0.5; 0.0001 is
+/// as fine as any real bundle goes).
+pub const MAX_SKU_MULTIPLIER_PLACES: u32 = 4;
+
+impl SkuMapEntry {
+    /// Why this entry cannot be saved, if it cannot: an empty vendor, SKU
+    /// or product, or a multiplier that is not in (0, [`MAX_SKU_MULTIPLIER`]]
+    /// with at most [`MAX_SKU_MULTIPLIER_PLACES`] places.
+    ///
+    /// # Errors
+    /// A sentence naming the field and what to fix.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("vendor", self.vendor.as_str()),
+            ("sku", self.sku.as_str()),
+            ("product", self.product.as_str()),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("`{field}` is empty; name the {field}"));
+            }
+        }
+        let m = self.multiplier;
+        if m <= Decimal::ZERO {
+            return Err(format!(
+                "`multiplier` {m} must be more than 0 (use the exclusions to ignore a SKU)"
+            ));
+        }
+        if m > MAX_SKU_MULTIPLIER {
+            return Err(format!(
+                "`multiplier` {m} is more than the largest allowed, {MAX_SKU_MULTIPLIER}"
+            ));
+        }
+        if m.normalize().scale() > MAX_SKU_MULTIPLIER_PLACES {
+            return Err(format!(
+                "`multiplier` {m} has more than {MAX_SKU_MULTIPLIER_PLACES} decimal places"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A policy for every service of one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductPolicy {
@@ -494,6 +539,111 @@ impl SkuTableMapper {
     }
 }
 
+impl SkuTableMapper {
+    /// A table over `entries` named by its content (`sku-table-` and the
+    /// first 12 hex digits of a stable hash of the entries, in any order),
+    /// so cards show which table decided and an edit changes the version.
+    pub fn from_entries(entries: impl IntoIterator<Item = SkuMapEntry>) -> Self {
+        let mut entries: Vec<SkuMapEntry> = entries.into_iter().collect();
+        // Bundles keep their order; the hash does not depend on it.
+        let mut keys: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                    e.vendor,
+                    e.sku,
+                    e.product,
+                    e.multiplier.normalize()
+                )
+            })
+            .collect();
+        keys.sort();
+        let digest = keys
+            .iter()
+            .fold(crate::fasthash::StableHash::new(), |h, k| h.field(k))
+            .hex();
+        let version = format!("sku-table-{}", &digest[..12.min(digest.len())]);
+        Self::new(version, entries.drain(..), [])
+    }
+
+    /// The table's mapping of `vendor`'s `sku`, if it has an entry.
+    pub fn lookup(&self, vendor: &str, sku: &str) -> Option<&Arc<UsageMapping>> {
+        self.table.get(vendor).and_then(|skus| skus.get(sku))
+    }
+
+    /// Whether the table has no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+/// The one mapping path: the MSP's SKU table first, then `rules` (the
+/// active rule version). A usage row whose (vendor, SKU) has a table entry
+/// maps by the entry, and its trace says `sku-table`; every other row, and
+/// every service policy, is the rules'. The server's reconcile, the rules
+/// dry run, explain and the CLI all build their mapper with this, so the
+/// table an MSP edits in the UI is the table the reconcile reads.
+#[derive(Debug, Clone)]
+pub struct SkuTableFirst<M> {
+    table: SkuTableMapper,
+    rules: M,
+    version: String,
+}
+
+impl<M: UsageMapper> SkuTableFirst<M> {
+    /// `table` before `rules`. The version names both, so cards show which
+    /// table and which rules decided (`rules` alone when the table is
+    /// empty).
+    pub fn new(table: SkuTableMapper, rules: M) -> Self {
+        let version = if table.is_empty() {
+            rules.version().to_owned()
+        } else {
+            format!("{} + {}", rules.version(), table.version())
+        };
+        Self {
+            table,
+            rules,
+            version,
+        }
+    }
+
+    /// The rules behind the table (for what only they know, e.g. their
+    /// policy traces).
+    pub fn rules(&self) -> &M {
+        &self.rules
+    }
+}
+
+impl<M: UsageMapper> UsageMapper for SkuTableFirst<M> {
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn row_dependence(&self) -> RowDependence {
+        // The table reads only the SKU; the rules decide the rest.
+        self.rules.row_dependence()
+    }
+
+    fn map_usage(
+        &self,
+        usage: &UsageObservation,
+        company: Option<&Company>,
+    ) -> Result<Arc<UsageMapping>, MappingFailure> {
+        match self
+            .table
+            .lookup(usage.vendor.as_str(), usage.sku_id.as_str())
+        {
+            Some(entry) => Ok(Arc::clone(entry)),
+            None => self.rules.map_usage(usage, company),
+        }
+    }
+
+    fn service_policy(&self, ctx: &PolicyContext<'_>) -> Result<ServicePolicy, MappingFailure> {
+        self.rules.service_policy(ctx)
+    }
+}
+
 impl UsageMapper for SkuTableMapper {
     fn version(&self) -> &str {
         &self.version
@@ -508,10 +658,7 @@ impl UsageMapper for SkuTableMapper {
         usage: &UsageObservation,
         _company: Option<&Company>,
     ) -> Result<Arc<UsageMapping>, MappingFailure> {
-        let hit = self
-            .table
-            .get(usage.vendor.as_str())
-            .and_then(|skus| skus.get(usage.sku_id.as_str()));
+        let hit = self.lookup(usage.vendor.as_str(), usage.sku_id.as_str());
         Ok(Arc::clone(hit.unwrap_or(&self.not_mapped)))
     }
 
@@ -710,6 +857,97 @@ mod tests {
                 .is_unmapped()
         );
         assert_eq!(mapper.version(), "table-1");
+    }
+
+    #[test]
+    fn sku_entries_are_checked_before_they_are_saved() {
+        let entry = |vendor: &str, sku: &str, product: &str, multiplier| SkuMapEntry {
+            vendor: vendor.into(),
+            sku: sku.into(),
+            product: product.into(),
+            multiplier,
+        };
+        // (entry, the error names this, or None when valid)
+        let cases = [
+            (entry("m365", "BP", "M365-BP", dec!(1)), None),
+            (entry("m365", "E3", "M365-E3", dec!(0.5)), None),
+            (entry("m365", "BP", "M365-BP", dec!(10000)), None),
+            (entry("m365", "BP", "M365-BP", dec!(0.0001)), None),
+            (
+                entry("", "BP", "M365-BP", dec!(1)),
+                Some("`vendor` is empty"),
+            ),
+            (
+                entry("m365", " ", "M365-BP", dec!(1)),
+                Some("`sku` is empty"),
+            ),
+            (entry("m365", "BP", "", dec!(1)), Some("`product` is empty")),
+            (
+                entry("m365", "BP", "X", dec!(0)),
+                Some("must be more than 0"),
+            ),
+            (
+                entry("m365", "BP", "X", dec!(-2)),
+                Some("must be more than 0"),
+            ),
+            (
+                entry("m365", "BP", "X", dec!(10000.5)),
+                Some("largest allowed"),
+            ),
+            (
+                entry("m365", "BP", "X", dec!(0.00001)),
+                Some("decimal places"),
+            ),
+        ];
+        for (entry, expected) in cases {
+            match (entry.check(), expected) {
+                (Ok(()), None) => {}
+                (Err(e), Some(part)) => assert!(e.contains(part), "{entry:?}: {e}"),
+                (got, want) => panic!("{entry:?}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_sku_table_decides_before_the_rules() {
+        let entry = |sku: &str, product: &str| SkuMapEntry {
+            vendor: "m365".into(),
+            sku: sku.into(),
+            product: product.into(),
+            multiplier: dec!(1),
+        };
+        // The "rules": map everything of m365 to M365-RULES.
+        let rules = SkuTableMapper::new(
+            "rules-7",
+            [entry("BP", "M365-RULES"), entry("E3", "M365-RULES")],
+            [],
+        );
+        let table = SkuTableMapper::new("sku-table-3", [entry("BP", "M365-TABLE")], []);
+        let mapper = SkuTableFirst::new(table, rules.clone());
+        // (SKU, product, the trace's rule)
+        let cases = [
+            ("BP", Some("M365-TABLE"), SKU_TABLE_RULE),
+            ("E3", Some("M365-RULES"), SKU_TABLE_RULE),
+            ("FLOW_FREE", None, SKU_TABLE_RULE),
+        ];
+        for (sku, product, rule) in cases {
+            let mapping = mapper.map_usage(&usage("m365", sku), None).unwrap();
+            assert_eq!(
+                mapping.targets.first().map(|t| t.product.as_str()),
+                product,
+                "{sku}"
+            );
+            assert_eq!(&*mapping.trace.steps[0].rule, rule, "{sku}");
+        }
+        // Which one decided shows in the trace's outcome.
+        let bp = mapper.map_usage(&usage("m365", "BP"), None).unwrap();
+        assert!(bp.trace.steps[0].outcome.contains("M365-TABLE"));
+        assert_eq!(mapper.version(), "rules-7 + sku-table-3");
+        // An empty table is the rules alone, version and all.
+        let alone = SkuTableFirst::new(SkuTableMapper::new("sku-table-0", [], []), rules);
+        assert_eq!(alone.version(), "rules-7");
+        let e3 = alone.map_usage(&usage("m365", "BP"), None).unwrap();
+        assert_eq!(e3.targets[0].product.as_str(), "M365-RULES");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use trueup_core::mapping::{
-    MappingFailure, PolicyContext, ServicePolicy, TraceStep, UsageMapper, UsageMapping,
+    MappingFailure, PolicyContext, ServicePolicy, SkuTableFirst, TraceStep, UsageMapper,
+    UsageMapping,
 };
 use trueup_core::model::{
     AccountMapping, AccountMappingStatus, Company, ContractStatus, ProductId,
@@ -77,7 +78,7 @@ pub struct ExplainError(pub String);
 /// When the snapshot has no such usage, or the account is found under
 /// several vendors and none was named.
 pub fn explain(
-    mapper: &RulesMapper,
+    mapper: &SkuTableFirst<RulesMapper>,
     snapshot: &Snapshot,
     mappings: &[AccountMapping],
     vendor: Option<&str>,
@@ -151,12 +152,12 @@ pub fn explain(
     };
     let late = rows
         .iter()
-        .filter(|&&i| snapshot.usage[i].observed_at.date_naive() > mapper.as_of())
+        .filter(|&&i| snapshot.usage[i].observed_at.date_naive() > mapper.rules().as_of())
         .count();
     if late > 0 {
         notes.push(format!(
             "{late} row(s) were observed after {} and a reconcile ignores them",
-            mapper.as_of()
+            mapper.rules().as_of()
         ));
     }
 
@@ -225,11 +226,11 @@ pub fn explain(
                 product: &product,
                 line,
                 psa: &snapshot.psa,
-                as_of: mapper.as_of(),
+                as_of: mapper.rules().as_of(),
             };
             policies.push(PolicyExplanation {
                 contract: contract.id.to_string(),
-                policy: mapper.explain_policy(&ctx),
+                policy: mapper.rules().explain_policy(&ctx),
                 product,
             });
         }
@@ -311,6 +312,7 @@ pub(crate) mod tests {
     use trueup_core::model::*;
 
     use crate::compile::{CompiledRules, RuleVersion};
+    use trueup_core::mapping::{SkuMapEntry, SkuTableMapper};
 
     /// Two companies; Contoso's NinjaOne org has approved and pending
     /// workstations and a server; Fabrikam's account is not mapped.
@@ -403,7 +405,9 @@ pub(crate) mod tests {
     #[test]
     fn explains_each_distinct_decision_with_its_trace_and_policy() {
         let s = snapshot();
-        let mapper = compiled(RULES).mapper(NaiveDate::from_ymd_opt(2025, 3, 31).unwrap());
+        let as_of = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+        let no_table = SkuTableMapper::new("sku-table", [], []);
+        let mapper = SkuTableFirst::new(no_table, compiled(RULES).mapper(as_of));
         let e = explain(
             &mapper,
             &s,
@@ -449,5 +453,42 @@ pub(crate) mod tests {
             "account org-1 has no usage of SKU MAC; its SKUs are WINDOWS_SERVER, WINDOWS_WORKSTATION"
         );
         assert!(explain(&mapper, &s, &s.account_mappings, None, "org-9", "MAC").is_err());
+    }
+
+    #[test]
+    fn explain_names_the_sku_table_when_it_decides() {
+        let s = snapshot();
+        let as_of = NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+        let table = SkuTableMapper::new(
+            "sku-table-1",
+            [SkuMapEntry {
+                vendor: "ninjaone".into(),
+                sku: "WINDOWS_WORKSTATION".into(),
+                product: "RMM-TABLE".into(),
+                multiplier: Decimal::ONE,
+            }],
+            [],
+        );
+        let mapper = SkuTableFirst::new(table, compiled(RULES).mapper(as_of));
+        let e = explain(
+            &mapper,
+            &s,
+            &s.account_mappings,
+            None,
+            "org-1",
+            "WINDOWS_WORKSTATION",
+        )
+        .unwrap();
+        let text = e.to_string();
+        // Every row goes by the table (the rules' "pending" never runs).
+        assert!(
+            text.contains("5 row(s) → RMM-TABLE ×1"),
+            "the table decides:\n{text}"
+        );
+        assert!(text.contains("sku-table"), "the trace names it:\n{text}");
+        assert!(
+            text.contains("+ sku-table-1"),
+            "the version names it:\n{text}"
+        );
     }
 }

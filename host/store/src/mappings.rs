@@ -2,7 +2,6 @@
 //! the last automatic match) and the built-in mapper's SKU table.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use trueup_core::mapping::SkuMapEntry;
 use trueup_core::matching::MatchOutcome;
@@ -342,7 +341,7 @@ impl Store {
     /// Sets (creates or replaces) a SKU table entry. Idempotent.
     ///
     /// # Errors
-    /// [`StoreError::Invalid`] for a multiplier that is not positive.
+    /// [`StoreError::Invalid`] for an entry [`SkuMapEntry::check`] refuses.
     pub async fn put_sku_entry(
         &self,
         entry: &SkuMapEntry,
@@ -350,12 +349,9 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<()> {
         const OP: &str = "save SKU entry";
-        if entry.multiplier <= Decimal::ZERO {
-            return Err(StoreError::invalid(
-                OP,
-                format!("multiplier {} must be more than 0", entry.multiplier),
-            ));
-        }
+        entry
+            .check()
+            .map_err(|problem| StoreError::invalid(OP, problem))?;
         self.db
             .execute(
                 sql(
@@ -374,6 +370,30 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Whether the PSA, as last synced, knows `product` (in its catalogue
+    /// or on a line); `None` when no PSA data has been synced at all, so
+    /// nothing can be checked yet.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn psa_product_known(&self, product: &str) -> Result<Option<bool>> {
+        let row = self
+            .db
+            .fetch_one(
+                sql(
+                    "check a PSA product",
+                    "psa_catalog",
+                    "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM psa_catalog WHERE product_identifier = $1) \
+                     OR EXISTS (SELECT 1 FROM psa_lines WHERE product_identifier = $1) THEN 1 ELSE 0 END AS BIGINT) AS known, \
+                     CAST(CASE WHEN EXISTS (SELECT 1 FROM psa_catalog) OR EXISTS (SELECT 1 FROM psa_lines) \
+                     THEN 1 ELSE 0 END AS BIGINT) AS synced",
+                )
+                .bind(product),
+            )
+            .await?;
+        Ok((row.int("synced")? == 1).then_some(row.int("known")? == 1))
     }
 
     /// Removes a SKU table entry; whether it existed.

@@ -2560,7 +2560,35 @@ macro_rules! both {
     };
 }
 
+/// The SKU table refuses products the PSA does not know: the store says
+/// whether the last PSA sync has one (catalogue or line), and that it
+/// cannot tell before any sync.
+async fn psa_products_are_known_from_the_catalogue_and_the_lines(store: TestStore) {
+    assert_eq!(store.psa_product_known("M365-BP").await.unwrap(), None);
+    psa_sync(
+        &store,
+        d(2025, 3, 31),
+        &psa(vec![line("L1", "KA", dec!(10))]),
+        t(0),
+    )
+    .await;
+    // (product, known)
+    for (product, known) in [
+        ("M365-BP", true),     // on a line
+        ("EXO-ARCHIVE", true), // in the catalogue only
+        ("NO-SUCH", false),
+        ("m365-bp", false), // identifiers are exact
+    ] {
+        assert_eq!(
+            store.psa_product_known(product).await.unwrap(),
+            Some(known),
+            "{product}"
+        );
+    }
+}
+
 both!(
+    psa_products_are_known_from_the_catalogue_and_the_lines,
     decimals_round_trip_exactly,
     psa_state_round_trips_with_its_sync,
     failed_psa_sync_keeps_previous_state_and_its_time,

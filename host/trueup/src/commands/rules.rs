@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
+use trueup_core::mapping::SkuTableFirst;
 use trueup_core::matching::{MatchConfig, MatchOutcome};
 use trueup_core::model::AccountMapping;
 use trueup_core::reconcile::reconcile;
@@ -114,7 +115,9 @@ pub fn run(config: Arc<Config>, args: RulesArgs) -> anyhow::Result<()> {
             let rules = compile(&rules.unwrap_or_else(configured))?;
             let (snapshot, as_of) = load_snapshot(&snapshot, as_of)?;
             let (mappings, _) = account_mappings(&snapshot);
-            let mapper = rules.mapper(as_of);
+            // The snapshot's SKU table first, then the rules: the server's
+            // one mapping path.
+            let mapper = SkuTableFirst::new(snapshot.sku_mapper(), rules.mapper(as_of));
             let explanation = explain(
                 &mapper,
                 &snapshot,
@@ -299,9 +302,9 @@ fn dry_run(
         None => Arc::clone(&active_rules),
     };
     let run = |rules: &Arc<CompiledRules>| {
-        let mapper = rules.mapper(as_of);
+        let mapper = SkuTableFirst::new(snapshot.sku_mapper(), rules.mapper(as_of));
         let output = reconcile(&snapshot.reconcile_input(as_of, &mappings, &outcomes, &mapper));
-        (output, mapper.stats())
+        (output, mapper.rules().stats())
     };
     let (before, _) = run(&active_rules);
     let (after, stats) = run(&draft_rules);
@@ -405,7 +408,7 @@ mod tests {
         assert_eq!(as_of, config.as_of);
         let (mappings, _) = account_mappings(&snapshot);
         let rules = compile(&synth).expect("test setup");
-        let mapper = rules.mapper(as_of);
+        let mapper = SkuTableFirst::new(snapshot.sku_mapper(), rules.mapper(as_of));
         let row = &snapshot
             .usage
             .iter()

@@ -314,6 +314,23 @@ pub async fn put_sku(
         product: request.product.as_str().into(),
         multiplier: request.multiplier.unwrap_or(Decimal::ONE),
     };
+    entry.check().map_err(ApiError::BadRequest)?;
+    // The reconcile reads this table before the rules: a product the PSA
+    // does not know would turn usage into cards nobody can approve.
+    match state.app.store().psa_product_known(&request.product).await? {
+        Some(true) => {}
+        Some(false) => {
+            return Err(ApiError::BadRequest(format!(
+                "product `{}` is not in the PSA's catalogue or on any contract line; pick a product the PSA has (GET /api/v1/companies lists the synced PSA data), or sync the PSA if it was added since",
+                request.product
+            )));
+        }
+        None => {
+            return Err(ApiError::Conflict(
+                "no PSA data has been synced yet, so the product cannot be checked; sync the PSA first (POST /api/v1/syncs)".into(),
+            ));
+        }
+    }
     state
         .app
         .store()

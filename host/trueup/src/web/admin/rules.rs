@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use trueup_core::card::CardTotals;
+use trueup_core::mapping::SkuTableFirst;
 use trueup_core::reconcile::reconcile;
 use trueup_rules::diff::{CardDiff, diff_outputs};
 use trueup_rules::{CompiledRules, RuleVersion};
@@ -289,8 +290,9 @@ pub async fn dry_run_rules(
             CompiledRules::compile(&version).map_err(|e| ApiError::BadRequest(e.to_string()))?,
         );
         let mappings: Vec<_> = outcomes.iter().map(|o| o.mapping.clone()).collect();
+        // Both sides read the SKU table first, as the live reconcile does.
         let run = |rules: &Arc<CompiledRules>| {
-            let mapper = rules.mapper(as_of);
+            let mapper = SkuTableFirst::new(active.sku_table.clone(), rules.mapper(as_of));
             reconcile(&snapshot.reconcile_input(as_of, &mappings, &outcomes, &mapper))
         };
         let before = run(&active.compiled);
@@ -342,6 +344,7 @@ pub async fn explain_rules(
     Caller(caller): Caller,
     JsonBody(request): JsonBody<ExplainRequest>,
 ) -> ApiResult<Json<ExplainAnswer>> {
+    let sku_table = state.app.sku_table().await?;
     let rules = match &request.source {
         Some(source) => {
             let version = RulesDraft {
@@ -363,7 +366,7 @@ pub async fn explain_rules(
     let (snapshot, outcomes) = state.app.current_snapshot(as_of).await?;
     blocking(move || {
         let mappings: Vec<_> = outcomes.iter().map(|o| o.mapping.clone()).collect();
-        let mapper = rules.mapper(as_of);
+        let mapper = SkuTableFirst::new(sku_table, rules.mapper(as_of));
         let explanation = trueup_rules::explain::explain(
             &mapper,
             &snapshot,
