@@ -316,21 +316,7 @@ impl App {
         value: &str,
         by: &str,
     ) -> Result<(), AppError> {
-        let entry = self
-            .config()
-            .plugins
-            .get(plugin)
-            .ok_or_else(|| AppError::NotFound(format!("no plugin {plugin:?} is configured")))?;
-        let manifest = trueup_plugin_host::PluginManifest::load(
-            &entry.path.join(trueup_plugin_host::manifest::MANIFEST_FILE),
-        )
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
-        if !manifest.is_secret(name) {
-            return Err(AppError::Invalid(format!(
-                "plugin {plugin} declares no secret {name:?} (its secrets: {})",
-                manifest.capabilities.secrets.join(", ")
-            )));
-        }
+        self.declared_secret(plugin, name)?;
         if value.is_empty() {
             return Err(AppError::Invalid("a secret cannot be empty".into()));
         }
@@ -347,6 +333,66 @@ impl App {
         )
         .await;
         Ok(())
+    }
+
+    /// Deletes `plugin`'s secret `name`; whether one was stored. Audited.
+    ///
+    /// # Errors
+    /// An unknown plugin or undeclared secret; a store error.
+    pub async fn delete_secret(
+        &self,
+        plugin: &str,
+        name: &str,
+        by: &str,
+    ) -> Result<bool, AppError> {
+        self.declared_secret(plugin, name)?;
+        let existed = self.store().delete_secret(plugin, name).await?;
+        if existed {
+            self.audit(
+                by,
+                "secret.delete",
+                &format!("{plugin}/{name}"),
+                serde_json::json!({}),
+            )
+            .await;
+        }
+        Ok(existed)
+    }
+
+    /// The manifest of the configured `plugin`, which must declare the
+    /// secret `name`; the errors name what is configured or declared.
+    fn declared_secret(
+        &self,
+        plugin: &str,
+        name: &str,
+    ) -> Result<trueup_plugin_host::PluginManifest, AppError> {
+        let plugins = &self.config().plugins;
+        let entry = plugins.get(plugin).ok_or_else(|| {
+            let configured: Vec<&str> = plugins.keys().map(String::as_str).collect();
+            AppError::NotFound(format!(
+                "no plugin {plugin:?} is configured (configured: {})",
+                if configured.is_empty() {
+                    "none".to_owned()
+                } else {
+                    configured.join(", ")
+                }
+            ))
+        })?;
+        let manifest = trueup_plugin_host::PluginManifest::load(
+            &entry.path.join(trueup_plugin_host::manifest::MANIFEST_FILE),
+        )
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        if !manifest.is_secret(name) {
+            return Err(AppError::Invalid(format!(
+                "plugin {plugin} declares no secret {name:?} (its secrets: {})",
+                if manifest.capabilities.secrets.is_empty() {
+                    "none".to_owned()
+                } else {
+                    manifest.capabilities.secrets.join(", ")
+                }
+            )));
+        }
+        Ok(manifest)
     }
 
     /// The decrypted secrets stored for `plugin`, for a session.

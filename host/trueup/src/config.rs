@@ -40,6 +40,13 @@
 //! ```
 //!
 //! Unknown fields are refused; errors name the file, line and field.
+//!
+//! Relative paths in the file — `data_dir`, `[store] url` for SQLite
+//! (`sqlite://data/trueup.db`), `[rules] path`, `[runtime] plugin_cache`
+//! and every `[plugins."<id>"] path` — are relative to the directory of the
+//! configuration file, not to the directory `trueup` runs in: `trueup
+//! serve --config /srv/trueup/trueup.toml` finds the same files from
+//! anywhere.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -459,6 +466,11 @@ impl Config {
         };
         root(&mut self.data_dir);
         root(&mut self.rules.path);
+        if let Some(url) = &mut self.store.url
+            && let Some(rooted) = rooted_sqlite_url(url, base)
+        {
+            *url = rooted;
+        }
         if let Some(cache) = &mut self.runtime.plugin_cache {
             root(cache);
         }
@@ -483,6 +495,18 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("plugin-cache"))
     }
+}
+
+/// `url` with its SQLite file made relative to `base` when it is a
+/// relative path (`sqlite://data/trueup.db`, `sqlite:trueup.db`); `None`
+/// for other URLs, in-memory databases and absolute paths.
+fn rooted_sqlite_url(url: &str, base: &Path) -> Option<String> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() {
+        return None;
+    }
+    Some(format!("sqlite://{}", base.join(path).display()))
 }
 
 #[cfg(test)]
@@ -585,5 +609,26 @@ mod tests {
             PathBuf::from("/etc/trueup/plugins/a")
         );
         assert_eq!(config.data_dir, PathBuf::from("/etc/trueup/data"));
+    }
+
+    #[test]
+    fn relative_sqlite_files_are_relative_to_the_config_file() {
+        let cases = [
+            (
+                "sqlite://data/trueup.db",
+                "sqlite:///etc/trueup/data/trueup.db",
+            ),
+            ("sqlite:trueup.db", "sqlite:///etc/trueup/trueup.db"),
+            ("sqlite:///var/lib/trueup.db", "sqlite:///var/lib/trueup.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("sqlite://:memory:", "sqlite://:memory:"),
+            ("postgres://u@db/trueup", "postgres://u@db/trueup"),
+        ];
+        for (url, expected) in cases {
+            let config = Config::parse(&format!("[store]\nurl = {url:?}\n"))
+                .expect("valid")
+                .rooted(Path::new("/etc/trueup"));
+            assert_eq!(config.store.url.as_deref(), Some(expected), "{url}");
+        }
     }
 }

@@ -15,7 +15,10 @@ use trueup_emulators::world::World;
 use trueup_emulators::{Kind, Running, Settings};
 use trueup_plugin_host::Grants;
 
-use crate::config::{Config, PluginEntry, PsaConfig, RulesConfig, StoreConfig, VendorConfig};
+use crate::config::{
+    Config, ConfigError, DEFAULT_CONFIG_FILE, PluginEntry, PsaConfig, RulesConfig, StoreConfig,
+    VendorConfig,
+};
 
 /// The PSA plugin of the demo.
 pub const PSA_PLUGIN: &str = "trueup.connectwise";
@@ -227,4 +230,44 @@ pub fn secrets() -> Vec<(&'static str, &'static str, &'static str)> {
 /// The repository's built plugins and default rules, relative to `root`.
 pub fn repo_paths(root: &Path) -> (PathBuf, PathBuf) {
     (root.join("target/plugins"), root.join("rules/default.rhai"))
+}
+
+/// Writes the demo's `trueup.toml` into `data_dir` (the repository at
+/// `root`: its built plugins and default rules) and returns its path and
+/// the configuration loaded back from it — what `trueup serve --config
+/// DATA_DIR/trueup.toml` will read, from any working directory.
+///
+/// Paths in a configuration file are relative to the file's directory, so
+/// the data directory is written as `.` (the file sits in it) and the
+/// repository's plugins and rules as absolute paths: `--root .` means the
+/// directory `trueup demo` ran in, which the file must not depend on.
+///
+/// # Errors
+/// The data directory or the repository root cannot be resolved, or the
+/// file cannot be written or read back.
+pub fn write_config(
+    data_dir: &Path,
+    root: &Path,
+    bind: SocketAddr,
+    emulators: &Emulators,
+) -> Result<(PathBuf, Config), ConfigError> {
+    let config_path = data_dir.join(DEFAULT_CONFIG_FILE);
+    let error = |problem: String| ConfigError {
+        file: config_path.clone(),
+        problem,
+    };
+    let root = std::path::absolute(root)
+        .map_err(|e| error(format!("the repository root {}: {e}", root.display())))?;
+    let (plugins, rules) = repo_paths(&root);
+    let mut written = config(Path::new("."), &plugins, &rules, emulators);
+    // The default store, `sqlite://<data_dir>/trueup.db`, beside the file.
+    written.store.url = None;
+    written.server.bind = bind;
+    let text = toml::to_string_pretty(&written)
+        .map_err(|e| error(format!("cannot be written as TOML: {e}")))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| error(format!("cannot create its directory: {e}")))?;
+    std::fs::write(&config_path, text).map_err(|e| error(format!("cannot be written: {e}")))?;
+    let loaded = Config::load(&config_path, true)?;
+    Ok((config_path, loaded))
 }

@@ -90,10 +90,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(demo_main(args, plugins, rules))
+    runtime.block_on(demo_main(args))
 }
 
-async fn demo_main(args: DemoArgs, plugins: PathBuf, rules: PathBuf) -> anyhow::Result<()> {
+async fn demo_main(args: DemoArgs) -> anyhow::Result<()> {
     let today = chrono::Utc::now().date_naive();
     println!(
         "Starting the emulators ({} customers, seed {})…",
@@ -108,12 +108,9 @@ async fn demo_main(args: DemoArgs, plugins: PathBuf, rules: PathBuf) -> anyhow::
     .await
     .context("starting the emulators")?;
     let data_dir = std::path::absolute(&args.data_dir).context("the data directory")?;
-    let mut config = demo::config(&data_dir, &plugins, &rules, &emulators);
-    config.server.bind = args.bind;
-    let toml = toml::to_string_pretty(&config).context("writing the demo configuration")?;
-    let config_path = data_dir.join("trueup.toml");
-    std::fs::write(&config_path, toml)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    // Trueup runs on the configuration as read back from the file it
+    // writes, so the demo uses exactly what `trueup serve --config` will.
+    let (config_path, config) = demo::write_config(&data_dir, &args.root, args.bind, &emulators)?;
     println!("Configuration: {}", config_path.display());
     let app = App::open(Arc::new(config))
         .await

@@ -1,7 +1,10 @@
 //! `trueup import ...`: usage that arrives without a connector.
 //!
 //! - `trueup import csv --profile NAME FILE` imports a CSV file, all or
-//!   nothing, and prints every bad row with its line and reason.
+//!   nothing, and prints every bad row with its line and reason. A
+//!   successful import enqueues a reconcile job in the store (one already
+//!   queued is reused), which the job worker of any `trueup serve` on that
+//!   store runs: this process ends at once and has no debouncer of its own.
 //! - `trueup import profile set NAME --file PROFILE.toml | list | show NAME`
 //!   manages the saved CSV import profiles (docs/csv-import.md).
 //! - `trueup import push create | list | revoke | limits` manages push API
@@ -17,6 +20,7 @@ use trueup::app::App;
 use trueup::config::Config;
 use trueup::ingest::csv::{self as csv_import, ImportError, ImportReport, ProfileDefinition};
 use trueup::ingest::push::{self, NewPushIntegration};
+use trueup::jobs::{self, JobSpec};
 use trueup_store::imports::PushIntegrationId;
 
 /// `trueup import ...`.
@@ -154,6 +158,13 @@ async fn import_file(
                 report.skus,
                 days(&report),
                 report.import_id
+            );
+            let job = jobs::enqueue(app, &JobSpec::Reconcile { as_of: None }, by)
+                .await
+                .context("the usage is imported, but no reconcile could be queued; run one from the UI or the API")?;
+            println!(
+                "reconcile queued as job {} (the job worker of `trueup serve` on this store runs it)",
+                job.0
             );
             Ok(())
         }

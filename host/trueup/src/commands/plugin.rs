@@ -1,4 +1,4 @@
-//! `trueup plugin list | inspect | check | test`.
+//! `trueup plugin list | inspect | check | test | secret`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use trueup::config::Config;
 use trueup::runtime::Runtime;
 #[cfg(feature = "demo")]
 use trueup_conformance::psa as conformance;
+
+mod secret;
 
 /// The emulator `plugin test --against` names: parsed with the conformance
 /// kit, or any text in a build without it (which `plugin test` refuses).
@@ -56,6 +58,13 @@ enum PluginCommand {
         #[arg(long)]
         against: Emulator,
     },
+    /// Set, list or delete a plugin's secrets in the configured store
+    /// (encrypted as the API's `PUT .../secrets/{name}` does; values are
+    /// never taken as arguments nor shown).
+    Secret {
+        #[command(subcommand)]
+        command: secret::SecretCommand,
+    },
 }
 
 /// Runs `trueup plugin ...`.
@@ -74,6 +83,7 @@ pub fn run(config: Arc<Config>, args: PluginArgs) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(test(config, &plugin, against))
         }
+        PluginCommand::Secret { command } => secret::run(config, command),
     }
 }
 
@@ -272,6 +282,12 @@ async fn check(config: Arc<Config>, plugin: &str) -> anyhow::Result<()> {
         if configured && !settings.grants.secrets.contains(name) {
             println!("  warn  secret {name:?} is declared but not granted in trueup.toml");
         }
+    }
+    if configured {
+        checks.report(
+            "required secrets are set in the store",
+            secret::missing_required(&config, plugin, &manifest).await,
+        );
     }
     let runtime = Runtime::new(config.clone())?;
     let loaded = checks.report(
