@@ -293,7 +293,7 @@ async fn two_processes_share_one_postgres_job_queue() {
         let id = database
             .enqueue_job(
                 &NewJob {
-                    kind: JobSpec::Reconcile.kind().to_owned(),
+                    kind: JobSpec::Reconcile { as_of: None }.kind().to_owned(),
                     payload: serde_json::json!({}),
                     run_at,
                     max_attempts: 1,

@@ -177,13 +177,16 @@
 
   T.route(/^\/app\/integrations$/, "integrations", async (main) => {
     main.appendChild(h("h1", { text: "Integrations" }));
+    const asOf = h("input", { type: "date", id: "reconcile-as-of", "aria-label": "Reconcile as of", max: new Date().toISOString().slice(0, 10), title: "Empty: today" });
     const progress = h("ul", { id: "sync-progress", class: "progress", "data-testid": "sync-progress" });
     const syncBox = h(
       "div",
       { class: "row needs-admin" },
       h("button", { type: "button", id: "sync-quick", text: "Sync now (quick)", onclick: () => sync({ mode: "quick" }) }),
       h("button", { type: "button", id: "sync-full", class: "primary", text: "Sync now (full, then reconcile)", onclick: () => sync({ mode: "full" }) }),
-      h("button", { type: "button", id: "reconcile-now", text: "Reconcile now", onclick: () => enqueue("/api/v1/reconcile", {}) })
+      h("button", { type: "button", id: "reconcile-now", text: "Reconcile now", onclick: () => enqueue("/api/v1/reconcile", asOf.value ? { as_of: asOf.value } : {}) }),
+      // Empty: today. A past date reconciles that date's periods (e.g. a month after it ended).
+      T.field("as of", asOf)
     );
     main.appendChild(T.section("Sync", syncBox, progress));
     const line = (textValue, cls) => {
@@ -456,6 +459,88 @@
         )
       )
     );
+  });
+
+  // ------------------------------------------------ runs and exclusions
+
+  T.route(/^\/app\/runs$/, "runs", async (main) => {
+    main.appendChild(h("h1", { text: "Reconcile runs" }));
+    const runs = await T.api("/api/v1/runs?limit=100");
+    if (runs.length === 0) {
+      main.appendChild(h("p", { class: "empty", text: "No reconcile has run yet: sync and reconcile from Integrations." }));
+      return;
+    }
+    main.appendChild(
+      T.table(
+        "runs",
+        ["Run", "As of", "Finished", "Cards", "Usage rows", "Left out or noted"],
+        runs.map((r) =>
+          h(
+            "tr",
+            { "data-testid": "run", "data-run": r.id },
+            T.td(`#${r.id}`),
+            T.td(r.as_of),
+            T.td(T.when(r.finished_at)),
+            T.td(r.card_count, "num"),
+            T.td((r.stats || {}).usage_rows, "num"),
+            h("td", {}, h("a", { href: `/app/runs/${r.id}/exclusions`, "data-link": true, id: `exclusions-${r.id}`, text: "Exclusions" }))
+          )
+        )
+      )
+    );
+  });
+
+  // Why is this customer missing? Everything a run left out, by reason.
+  T.route(/^\/app\/runs\/(\d+)\/exclusions$/, "runs", async (main, match, query) => {
+    const run = match[1];
+    const reason = query.get("reason") || "";
+    const after = query.get("after") || "";
+    const params = new URLSearchParams({ limit: "200" });
+    if (reason) params.set("reason", reason);
+    if (after) params.set("after", after);
+    const page = await T.api(`/api/v1/runs/${run}/exclusions?${params}`);
+    main.appendChild(h("h1", { text: `Run #${run}: left out or noted` }));
+    main.appendChild(h("p", {}, h("a", { href: "/app/runs", "data-link": true, text: "← All runs" })));
+    const all = page.counts.reduce((n, c) => n + c.count, 0);
+    const link = (code, label) =>
+      h("a", { href: `/app/runs/${run}/exclusions${code ? `?reason=${code}` : ""}`, "data-link": true, "data-reason": code, class: code === reason ? "badge active" : "badge", text: label });
+    main.appendChild(
+      h(
+        "nav",
+        { class: "row", id: "exclusion-reasons", "aria-label": "Reasons" },
+        link("", `All (${all})`),
+        page.counts.map((c) => link(c.code, `${c.code.replace(/_/g, " ")} (${c.count})`))
+      )
+    );
+    if (page.exclusions.length === 0) {
+      main.appendChild(h("p", { class: "empty", text: "Nothing was left out of this run." }));
+      return;
+    }
+    const subject = (s) => (s.kind === "account" ? `${s.kind} ${s.id.vendor}/${s.id.account}` : `${s.kind} ${s.id}`);
+    main.appendChild(
+      T.table(
+        "exclusions",
+        ["Reason", "Company", "Subject", "Name", "Source", "Why"],
+        page.exclusions.map((e) =>
+          h(
+            "tr",
+            { "data-testid": "exclusion", "data-reason": e.code, class: e.severity },
+            T.td(e.code.replace(/_/g, " ")),
+            T.td(e.company ? e.company.name : "—"),
+            T.td(subject(e.subject)),
+            T.td(e.name || "—"),
+            T.td(e.source || "—"),
+            T.td(e.reason)
+          )
+        )
+      )
+    );
+    main.appendChild(h("p", { text: `${page.exclusions.length} of ${page.total}` }));
+    if (page.next != null) {
+      const next = new URLSearchParams({ after: String(page.next) });
+      if (reason) next.set("reason", reason);
+      main.appendChild(h("a", { href: `/app/runs/${run}/exclusions?${next}`, "data-link": true, id: "exclusions-next", class: "button", text: "Next page" }));
+    }
   });
 
   // --------------------------------------------------------------- history

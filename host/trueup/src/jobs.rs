@@ -74,7 +74,11 @@ pub enum JobSpec {
     },
     /// `reconcile`.
     #[serde(rename = "reconcile")]
-    Reconcile,
+    Reconcile {
+        /// The reconcile date; `None`: today when the job runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_of: Option<chrono::NaiveDate>,
+    },
 }
 
 /// A job that cannot be run or enqueued.
@@ -107,7 +111,7 @@ impl JobSpec {
             JobSpec::SyncFull => "sync.full",
             JobSpec::SyncQuick => "sync.quick",
             JobSpec::SyncSource { .. } => "sync.source",
-            JobSpec::Reconcile => "reconcile",
+            JobSpec::Reconcile { .. } => "reconcile",
         }
     }
 
@@ -115,6 +119,7 @@ impl JobSpec {
     pub fn payload(&self) -> serde_json::Value {
         match self {
             JobSpec::SyncSource { source } => serde_json::json!({ "source": source }),
+            JobSpec::Reconcile { as_of: Some(day) } => serde_json::json!({ "as_of": day }),
             _ => serde_json::json!({}),
         }
     }
@@ -129,7 +134,14 @@ impl JobSpec {
         match kind {
             "sync.full" => Ok(JobSpec::SyncFull),
             "sync.quick" => Ok(JobSpec::SyncQuick),
-            "reconcile" => Ok(JobSpec::Reconcile),
+            "reconcile" => match payload.get("as_of") {
+                None | Some(serde_json::Value::Null) => Ok(JobSpec::Reconcile { as_of: None }),
+                Some(day) => serde_json::from_value(day.clone())
+                    .map(|day| JobSpec::Reconcile { as_of: Some(day) })
+                    .map_err(|e| {
+                        malformed(format!("a reconcile job's as_of must be YYYY-MM-DD: {e}"))
+                    }),
+            },
             "sync.source" => payload
                 .get("source")
                 .and_then(|s| s.as_str())
@@ -261,8 +273,11 @@ pub async fn run(app: &App, spec: &JobSpec) -> Result<String, AppError> {
                 summary.source, summary.records, summary.requests
             ))
         }
-        JobSpec::Reconcile => {
-            let reconciled = app.reconcile().await?;
+        JobSpec::Reconcile { as_of } => {
+            let reconciled = match as_of {
+                Some(day) => app.reconcile_as_of(*day).await?,
+                None => app.reconcile().await?,
+            };
             Ok(format!(
                 "reconcile run {} with {} card(s)",
                 reconciled.run, reconciled.cards
@@ -506,7 +521,10 @@ mod tests {
         for spec in [
             JobSpec::SyncFull,
             JobSpec::SyncQuick,
-            JobSpec::Reconcile,
+            JobSpec::Reconcile { as_of: None },
+            JobSpec::Reconcile {
+                as_of: chrono::NaiveDate::from_ymd_opt(2026, 10, 31),
+            },
             JobSpec::SyncSource {
                 source: "pax8".into(),
             },

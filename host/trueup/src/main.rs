@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Inspect and check connector plugins.
     Plugin(commands::plugin::PluginArgs),
-    /// Reconcile a snapshot file and print the service cards.
+    /// Reconcile the store (or a snapshot file) as of a date and print the result.
     Reconcile(commands::reconcile::ReconcileArgs),
     /// Check, test, explain and dry-run the Rhai mapping rules.
     Rules(commands::rules::RulesArgs),
@@ -65,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Arc::new(config);
     match cli.command {
         Command::Plugin(args) => commands::plugin::run(config, args),
-        Command::Reconcile(args) => commands::reconcile::run(args),
+        Command::Reconcile(args) => commands::reconcile::run(config, args),
         Command::Rules(args) => commands::rules::run(config, args),
         Command::Serve(args) => commands::serve::run(config, args),
         #[cfg(feature = "demo")]

@@ -40,6 +40,32 @@ pub fn history_start(as_of: NaiveDate) -> NaiveDate {
         .unwrap_or(first)
 }
 
+/// The reconcile date `text` names, checked against `today`: a real
+/// calendar date written `YYYY-MM-DD`, not after today (usage after today
+/// does not exist yet, so a later date would propose changes from
+/// incomplete data).
+///
+/// # Errors
+/// A sentence saying what is wrong and what to send instead.
+pub fn as_of_date(text: &str, today: NaiveDate) -> Result<NaiveDate, String> {
+    let day = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()
+        // `%Y` also reads "+2026" or "26"; the form is exactly YYYY-MM-DD.
+        .filter(|d| d.format("%Y-%m-%d").to_string() == text.trim())
+        .ok_or_else(|| {
+            format!(
+                "as_of {text:?} is not a real date in the form YYYY-MM-DD (e.g. {})",
+                today.format("%Y-%m-%d")
+            )
+        })?;
+    if day > today {
+        return Err(format!(
+            "as_of {day} is after today ({today}); reconcile as of today or an earlier date"
+        ));
+    }
+    Ok(day)
+}
+
 impl App {
     /// Reconciles as of today (the MSP's time zone).
     ///
@@ -183,6 +209,33 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_of_dates_are_real_days_up_to_today() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        let cases: [(&str, Result<NaiveDate, &str>); 10] = [
+            ("2026-10-31", Ok(day(2026, 10, 31))),
+            ("2026-11-25", Ok(today)),
+            (" 2025-02-28 ", Ok(day(2025, 2, 28))),
+            ("2024-02-29", Ok(day(2024, 2, 29))),
+            ("2026-11-26", Err("after today")),
+            ("2026-02-30", Err("not a real date")),
+            ("2025-02-29", Err("not a real date")),
+            ("31/10/2026", Err("not a real date")),
+            ("2026-10-31T00:00:00Z", Err("not a real date")),
+            ("", Err("not a real date")),
+        ];
+        for (text, expected) in cases {
+            match (as_of_date(text, today), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text:?}"),
+                (Err(message), Err(fragment)) => {
+                    assert!(message.contains(fragment), "{text:?}: {message}")
+                }
+                (got, want) => panic!("{text:?}: got {got:?}, expected {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn history_covers_thirteen_calendar_months() {

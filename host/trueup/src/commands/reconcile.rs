@@ -1,10 +1,13 @@
 //! `trueup reconcile`: reconcile a snapshot file and print the service
-//! cards, without touching a store or a PSA.
+//! cards, without touching a store or a PSA; or, without `--snapshot`,
+//! reconcile the configured store's data as the server does (the same
+//! [`App::reconcile_as_of`]) and record the run and its cards.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -15,13 +18,19 @@ use trueup_core::matching::MatchConfig;
 use trueup_core::model::AccountMapping;
 use trueup_core::reconcile::{ReconcileOutput, reconcile};
 use trueup_core::snapshot::Snapshot;
+use trueup_store::reconcile::ReconcileRunId;
+
+use trueup::app::App;
+use trueup::app::reconcile::as_of_date;
+use trueup::config::Config;
 
 /// Arguments of `trueup reconcile`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// The snapshot file (format: docs/snapshot-format.md).
+    /// The snapshot file (format: docs/snapshot-format.md). Without it,
+    /// the configured store (`--config`) is reconciled and the run recorded.
     #[arg(long)]
-    pub snapshot: PathBuf,
+    pub snapshot: Option<PathBuf>,
     /// The reconcile date, YYYY-MM-DD: periods containing it are
     /// reconciled, usage after it is ignored.
     #[arg(long, value_parser = parse_date)]
@@ -45,11 +54,19 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
         .map_err(|e| format!("`{text}` is not a date in the form YYYY-MM-DD: {e}"))
 }
 
-/// Reads the snapshot, matches accounts (mappings on record win),
-/// reconciles with the snapshot's SKU table, and prints the result.
-pub fn run(args: ReconcileArgs) -> anyhow::Result<()> {
-    let path = args.snapshot.display().to_string();
-    let text = std::fs::read_to_string(&args.snapshot)
+/// With `--snapshot`: reads the snapshot, matches accounts (mappings on
+/// record win), reconciles with the snapshot's SKU table, and prints the
+/// result. Without: reconciles the configured store as of the date and
+/// records the run (see [`run_store`]).
+///
+/// # Errors
+/// The snapshot or store cannot be read, or the date is after today.
+pub fn run(config: Arc<Config>, args: ReconcileArgs) -> anyhow::Result<()> {
+    let Some(snapshot) = args.snapshot.clone() else {
+        return run_store(config, &args);
+    };
+    let path = snapshot.display().to_string();
+    let text = std::fs::read_to_string(&snapshot)
         .with_context(|| format!("cannot read snapshot {path}"))?;
     let snapshot = Snapshot::from_json(&text).with_context(|| format!("snapshot {path}"))?;
     let outcomes = snapshot.resolve_mappings(MatchConfig::default());
@@ -66,6 +83,69 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<()> {
         OutputFormat::Table => stdout.write_all(render_table(&snapshot, &output).as_bytes())?,
     }
     Ok(())
+}
+
+/// Reconciles the configured store as of `args.as_of` through the app's
+/// own path (the one `POST /api/v1/reconcile` runs), which records the run,
+/// its cards and its exclusions; prints the run and what was left out.
+fn run_store(config: Arc<Config>, args: &ReconcileArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::open(config).await.context("opening Trueup")?;
+        let result = async {
+            let as_of = as_of_date(&args.as_of.format("%Y-%m-%d").to_string(), app.today())
+                .map_err(anyhow::Error::msg)?;
+            let summary = app
+                .reconcile_as_of(as_of)
+                .await
+                .with_context(|| format!("reconciling the store as of {as_of}"))?;
+            let exclusions = app
+                .store()
+                .run_exclusions(ReconcileRunId(summary.run))
+                .await
+                .context("reading the run's exclusions")?;
+            let mut stdout = std::io::stdout().lock();
+            match args.format {
+                OutputFormat::Json => {
+                    let value = serde_json::json!({
+                        "summary": summary,
+                        "exclusions": exclusions,
+                    });
+                    serde_json::to_writer_pretty(&mut stdout, &value)
+                        .context("cannot write the JSON output")?;
+                    writeln!(stdout)?;
+                }
+                OutputFormat::Table => {
+                    writeln!(
+                        stdout,
+                        "reconcile run {} as of {}: {} card(s) from {} usage row(s), {}",
+                        summary.run,
+                        summary.as_of,
+                        summary.cards,
+                        summary.usage_rows,
+                        summary.rules
+                    )?;
+                    let mut counts: Vec<(&str, usize)> = Vec::new();
+                    for e in &exclusions {
+                        match counts.iter_mut().find(|(code, _)| *code == e.code.as_str()) {
+                            Some((_, n)) => *n += 1,
+                            None => counts.push((e.code.as_str(), 1)),
+                        }
+                    }
+                    if !counts.is_empty() {
+                        writeln!(stdout, "left out or noted ({}):", exclusions.len())?;
+                        for (code, n) in counts {
+                            writeln!(stdout, "  {code}: {n}")?;
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        app.store().close().await;
+        result
+    })
 }
 
 const HEADERS: [&str; 9] = [

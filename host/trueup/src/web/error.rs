@@ -36,6 +36,9 @@ pub enum ApiError {
     NotFound(String),
     /// The request is malformed or invalid (400).
     BadRequest(String),
+    /// Well-formed, but a value cannot be used (422), e.g. a date that is
+    /// not a real date or lies in the future.
+    Unprocessable(String),
     /// The request conflicts with the stored state (409).
     Conflict(String),
     /// Too many attempts (429), retry after the seconds given.
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Upstream(_) => "upstream",
@@ -158,6 +163,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated(m)
             | ApiError::NotFound(m)
             | ApiError::BadRequest(m)
+            | ApiError::Unprocessable(m)
             | ApiError::Conflict(m)
             | ApiError::Upstream(m)
             | ApiError::Forbidden { message: m, .. }

@@ -77,18 +77,52 @@ pub async fn sync_now(
     enqueue(&state, &spec, &caller.name).await
 }
 
-/// `POST /api/v1/reconcile`.
+/// "Reconcile now", optionally as of an earlier date.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// The reconcile date, `YYYY-MM-DD`, today or earlier (default: today
+    /// in the MSP's time zone when the job runs): a month can be
+    /// reconciled after it ends, with that month's periods, proration and
+    /// effective dates.
+    #[serde(default)]
+    pub as_of: Option<String>,
+}
+
+/// `POST /api/v1/reconcile`. The body is optional: none (or `{}`)
+/// reconciles as of today.
 #[utoipa::path(
     post,
     path = "/api/v1/reconcile",
     tag = "jobs",
-    responses((status = 202, description = "The job, queued", body = Enqueued)),
+    request_body(content = Option<ReconcileRequest>, description = "Optional: `{\"as_of\": \"YYYY-MM-DD\"}`"),
+    responses(
+        (status = 202, description = "The job, queued", body = Enqueued),
+        (status = 400, description = "The body is not the JSON described", body = crate::web::openapi::ErrorBody),
+        (status = 422, description = "as_of is not a real date in the form YYYY-MM-DD, or lies after today", body = crate::web::openapi::ErrorBody),
+    ),
 )]
 pub async fn reconcile_now(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    enqueue(&state, &JobSpec::Reconcile, &caller.name).await
+    let request: ReconcileRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReconcileRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body must be {{\"as_of\": \"YYYY-MM-DD\"}} or empty: {e}"
+            ))
+        })?
+    };
+    let as_of = request
+        .as_of
+        .as_deref()
+        .map(|text| crate::app::reconcile::as_of_date(text, state.app.today()))
+        .transpose()
+        .map_err(ApiError::Unprocessable)?;
+    enqueue(&state, &JobSpec::Reconcile { as_of }, &caller.name).await
 }
 
 /// `GET /api/v1/jobs`.
