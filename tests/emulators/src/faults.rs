@@ -37,8 +37,9 @@
 //! A *write* here is any request but a `GET`, except searches sent as
 //! `POST …/query` (Autotask) and token requests (`…/token`). With
 //! `writes_only`, the countdown switches (`rate_limited`, `server_errors`,
-//! `slow`, `truncated`) also skip everything but writes, so a fault can
-//! be aimed at the write itself rather than the reads before it.
+//! `unavailable`, `slow`, `truncated`) also skip everything but writes, so
+//! a fault can be aimed at the write itself rather than the reads before
+//! it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,6 +67,10 @@ pub struct FaultPlan {
     pub retry_after_secs: u32,
     /// Answer this many requests with `500 Internal Server Error`.
     pub server_errors: u32,
+    /// Answer this many requests with `503 Service Unavailable` (a
+    /// refusal before anything is applied, as a PSA under maintenance
+    /// answers).
+    pub unavailable: u32,
     /// Delay this many responses by `slow_ms` before answering.
     pub slow: u32,
     /// The delay for `slow` responses, in milliseconds.
@@ -170,7 +175,7 @@ pub struct RequestStats {
     /// Requests by `"METHOD /path"`, the path without its query string.
     pub by_route: BTreeMap<String, u64>,
     /// Faults injected, by kind (`rate_limited`, `server_error`, `slow`,
-    /// `truncated`, `ack_then_timeout`, `altered_date`, `altered_price`,
+    /// `truncated`, `unavailable`, `ack_then_timeout`, `altered_date`, `altered_price`,
     /// `altered_quantity`).
     pub injected: BTreeMap<String, u64>,
 }
@@ -186,6 +191,7 @@ pub struct Faults {
 enum Injected {
     RateLimited(u32),
     ServerError,
+    Unavailable,
     Slow(Duration),
     Truncated,
     AckThenTimeout(Duration),
@@ -317,6 +323,10 @@ impl Faults {
             plan.server_errors -= 1;
             return Some(Injected::ServerError);
         }
+        if plan.unavailable > 0 {
+            plan.unavailable -= 1;
+            return Some(Injected::Unavailable);
+        }
         if plan.slow > 0 {
             plan.slow -= 1;
             return Some(Injected::Slow(Duration::from_millis(plan.slow_ms)));
@@ -364,6 +374,14 @@ async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next)
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(serde_json::json!({"message": "An unexpected error occurred."})),
+            )
+                .into_response()
+        }
+        Some(Injected::Unavailable) => {
+            faults.record(route, Some("unavailable"));
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"message": "The service is temporarily unavailable."})),
             )
                 .into_response()
         }
@@ -565,6 +583,7 @@ mod tests {
             ack_then_timeout: 1,
             ack_delay_ms: 50,
             server_errors: 1,
+            unavailable: 1,
             writes_only: true,
             ..FaultPlan::default()
         });
@@ -579,6 +598,10 @@ mod tests {
         assert!(matches!(
             faults.take_fault(&Method::PATCH, "/additions/7"),
             Some(Injected::ServerError)
+        ));
+        assert!(matches!(
+            faults.take_fault(&Method::POST, "/additions"),
+            Some(Injected::Unavailable)
         ));
         assert!(faults.take_fault(&Method::POST, "/additions").is_none());
     }
