@@ -202,6 +202,10 @@ pub(crate) fn routes() -> Routes<AppState> {
         .add(APPROVER, "Tag cards", routes!(cards::actions::tag))
         .add(APPROVER, "Remove a tag from cards", routes!(cards::actions::untag))
         .add(VIEWER, "Write-backs and their progress", routes!(cards::runs::outbox))
+        .add(VIEWER, "A write-back's review: what was sent, what the PSA stored, the journalled writes", routes!(cards::review::review))
+        .add(APPROVER, "Accept what the PSA stored for a write-back that needs review", routes!(cards::review::accept))
+        .add(APPROVER, "Send a write-back that needs review again (explicitly)", routes!(cards::review::retry))
+        .add(APPROVER, "Cancel a write-back that has not run", routes!(cards::review::cancel))
         // History and audit.
         .add(VIEWER, "A customer's cards month over month", routes!(cards::history::company_history))
         .add(VIEWER, "A PSA line month over month", routes!(cards::history::line_history))

@@ -8,7 +8,14 @@
 //! retrying an attempt whose outcome was lost (a crash, a timeout after
 //! the PSA answered) cannot apply the change twice.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rust_decimal::Decimal;
+use trueup_core::model::ServiceLine;
+use trueup_plugin_host::journal::{JournalFuture, JournalOutcome as HostOutcome};
+use trueup_plugin_host::{ChangePolicy, JournalledWrite, WriteJournal};
+use trueup_store::write_review::{JournalOutcome, JournalRow, Mismatch, SentValues, WriteReview};
 
 use serde::Serialize;
 use trueup_plugin_host::{
@@ -56,6 +63,14 @@ pub enum WriteBackResult {
         /// The card.
         card: String,
         /// The PSA's reason.
+        reason: String,
+    },
+    /// The PSA may hold something other than what was sent: nothing is
+    /// sent again until a person accepts or retries it.
+    NeedsReview {
+        /// The card.
+        card: String,
+        /// Why, in one sentence.
         reason: String,
     },
     /// It will be tried again.
@@ -136,6 +151,7 @@ impl App {
                 ),
             ),
             WriteBackResult::Rejected { reason, .. } => ("rejected", reason.clone()),
+            WriteBackResult::NeedsReview { reason, .. } => ("needs_review", reason.clone()),
             WriteBackResult::Retrying { error, in_secs, .. } => {
                 ("retrying", format!("{error}; next attempt in {in_secs} s"))
             }
@@ -166,8 +182,75 @@ impl App {
                 return Ok(WriteBackResult::Rejected { card, reason });
             }
         };
-        match session.apply_quantity_change(&change).await {
+        // An earlier attempt that stopped mid-write (the process died) left
+        // writes with no outcome, or with one nobody acted on: the PSA may
+        // hold them, so nothing is sent until a person decides.
+        let earlier: Vec<JournalRow> = self
+            .store()
+            .write_journal(entry.id)
+            .await?
+            .into_iter()
+            .filter(|w| {
+                w.attempt < entry.attempts
+                    && w.reviewed_at.is_none()
+                    && w.outcome.may_have_applied()
+            })
+            .collect();
+        if !earlier.is_empty() {
+            let review = review_of(
+                &change,
+                None,
+                Vec::new(),
+                format!(
+                    "an earlier attempt stopped while writing to the PSA ({}); it may have been applied — check the PSA, then accept what it holds or retry",
+                    describe_writes(&earlier)
+                ),
+                None,
+                &earlier,
+            );
+            return self.needs_review(worker, entry, card, review).await;
+        }
+        // The price the line had before the change: a write must not change
+        // it. Read through the connector; a line that cannot be read (yet)
+        // is simply not price-checked.
+        let price_before = match &change.line_id {
+            Some(line) => session
+                .read_line(&change.contract_id, line)
+                .await
+                .ok()
+                .map(|l| l.unit_price),
+            None => None,
+        };
+        let journal = Arc::new(OutboxJournal {
+            store: self.store().clone(),
+            id: entry.id,
+            attempt: entry.attempts,
+        });
+        let applied = session
+            .apply_quantity_change_journalled(&change, Some(journal))
+            .await;
+        let this_attempt = |writes: Vec<JournalRow>| -> Vec<JournalRow> {
+            writes
+                .into_iter()
+                .filter(|w| w.attempt == entry.attempts)
+                .collect()
+        };
+        match applied {
             Ok(outcome) => {
+                let mismatches = compare_read_back(&change, &outcome.line, price_before);
+                if !mismatches.is_empty() {
+                    let writes = this_attempt(self.store().write_journal(entry.id).await?);
+                    let review = review_of(
+                        &change,
+                        Some(outcome.line.clone()),
+                        mismatches,
+                        "the PSA stored something other than what was sent; nothing is sent again until a person accepts what it holds or retries".to_owned(),
+                        Some(outcome.notes.join("; ")).filter(|n| !n.is_empty()),
+                        &writes,
+                    )
+                    .with_record_ids(&outcome.record_ids);
+                    return self.needs_review(worker, entry, card, review).await;
+                }
                 let result = ApplyResult {
                     record_ids: outcome.record_ids.clone(),
                     line: outcome.line,
@@ -187,6 +270,27 @@ impl App {
                     record_ids: outcome.record_ids,
                     changed: outcome.changed,
                 })
+            }
+            Err(error)
+                if this_attempt(self.store().write_journal(entry.id).await?)
+                    .iter()
+                    .any(|w| w.outcome.may_have_applied()) =>
+            {
+                // A write landed (or may have) and the connector then
+                // failed: retrying would write it again.
+                let writes = this_attempt(self.store().write_journal(entry.id).await?);
+                let review = review_of(
+                    &change,
+                    None,
+                    Vec::new(),
+                    format!(
+                        "the connector failed after writing to the PSA ({}); nothing is sent again until a person checks the PSA and accepts or retries",
+                        describe_writes(&writes)
+                    ),
+                    Some(error.to_string()),
+                    &writes,
+                );
+                self.needs_review(worker, entry, card, review).await
             }
             Err(error) if error.is_transient() && entry.attempts < MAX_WRITE_BACK_ATTEMPTS => {
                 let delay = retry_delay(entry.attempts, &error.kind);
@@ -219,6 +323,22 @@ impl App {
                 Ok(WriteBackResult::Rejected { card, reason })
             }
         }
+    }
+
+    async fn needs_review(
+        &self,
+        worker: &str,
+        entry: &OutboxEntry,
+        card: String,
+        review: WriteReview,
+    ) -> Result<WriteBackResult, AppError> {
+        self.store()
+            .review_write_back(entry.id, worker, &review, self.now())
+            .await?;
+        Ok(WriteBackResult::NeedsReview {
+            card,
+            reason: review.reason,
+        })
     }
 
     /// Applies due write-backs until none is due. Returns what happened.
@@ -278,9 +398,209 @@ impl QueueWorker for WriteBackWorker<'_> {
     }
 }
 
+/// Journals an attempt's writes in the store, under its outbox entry.
+struct OutboxJournal {
+    store: trueup_store::Store,
+    id: trueup_store::outbox::OutboxId,
+    attempt: u32,
+}
+
+impl WriteJournal for OutboxJournal {
+    fn record(&self, write: JournalledWrite) -> JournalFuture<'_> {
+        Box::pin(async move {
+            let row = JournalRow {
+                attempt: self.attempt,
+                seq: write.seq,
+                method: write.method,
+                url: write.url,
+                outcome: match write.outcome {
+                    HostOutcome::Sending => JournalOutcome::Sending,
+                    HostOutcome::Acknowledged => JournalOutcome::Acknowledged,
+                    HostOutcome::NotApplied => JournalOutcome::NotApplied,
+                    HostOutcome::Unknown => JournalOutcome::Unknown,
+                },
+                status: write.status,
+                record_id: write.record_id,
+                detail: write.detail,
+                recorded_at: write.at,
+                reviewed_at: None,
+            };
+            self.store
+                .record_journal_write(self.id, &row)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Where the line the PSA read back differs from the change: the
+/// quantity; the first day, for a dated change or an addition; the unit
+/// price, against the line's price before the change.
+fn compare_read_back(
+    change: &QuantityChange,
+    line: &ServiceLine,
+    price_before: Option<Decimal>,
+) -> Vec<Mismatch> {
+    let mut mismatches = Vec::new();
+    if line.quantity != change.new_quantity {
+        mismatches.push(Mismatch {
+            field: "quantity".into(),
+            sent: change.new_quantity.to_string(),
+            stored: line.quantity.to_string(),
+        });
+    }
+    let dated = change.policy == ChangePolicy::Dated || change.line_id.is_none();
+    if dated && line.effective_date != Some(change.effective_date) {
+        mismatches.push(Mismatch {
+            field: "effective_date".into(),
+            sent: change.effective_date.to_string(),
+            stored: line
+                .effective_date
+                .map_or_else(|| "none".to_owned(), |d| d.to_string()),
+        });
+    }
+    if let Some(before) = price_before
+        && line.unit_price != before
+    {
+        mismatches.push(Mismatch {
+            field: "unit_price".into(),
+            sent: before.to_string(),
+            stored: line.unit_price.to_string(),
+        });
+    }
+    mismatches
+}
+
+fn review_of(
+    change: &QuantityChange,
+    stored: Option<ServiceLine>,
+    mismatches: Vec<Mismatch>,
+    reason: String,
+    connector_said: Option<String>,
+    writes: &[JournalRow],
+) -> WriteReview {
+    let record_ids = writes.iter().filter_map(|w| w.record_id.clone()).collect();
+    let unit_price = mismatches
+        .iter()
+        .find(|m| m.field == "unit_price")
+        .and_then(|m| m.sent.parse().ok());
+    WriteReview {
+        reason,
+        sent: SentValues {
+            quantity: change.new_quantity,
+            effective_date: change.effective_date,
+            unit_price,
+        },
+        stored,
+        mismatches,
+        connector_said,
+        record_ids,
+    }
+}
+
+trait WithRecordIds {
+    fn with_record_ids(self, ids: &[String]) -> Self;
+}
+
+impl WithRecordIds for WriteReview {
+    fn with_record_ids(mut self, ids: &[String]) -> Self {
+        for id in ids {
+            if !self.record_ids.contains(id) {
+                self.record_ids.push(id.clone());
+            }
+        }
+        self
+    }
+}
+
+/// "POST https://… acknowledged (record 7)", joined.
+fn describe_writes(writes: &[JournalRow]) -> String {
+    writes
+        .iter()
+        .map(|w| {
+            let status = w.status.map_or_else(String::new, |s| format!(" {s}"));
+            let record = w
+                .record_id
+                .as_deref()
+                .map_or_else(String::new, |r| format!(" (record {r})"));
+            let outcome = match w.outcome {
+                JournalOutcome::Sending => "sent, no answer recorded",
+                JournalOutcome::Acknowledged => "acknowledged",
+                JournalOutcome::NotApplied => "not applied",
+                JournalOutcome::Unknown => "outcome unknown",
+            };
+            format!("{} {}: {outcome}{status}{record}", w.method, w.url)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(line: Option<&str>, policy: ChangePolicy) -> QuantityChange {
+        QuantityChange {
+            contract_id: "K1".into(),
+            line_id: line.map(str::to_owned),
+            product_identifier: "M365-BP".into(),
+            expected_quantity: Decimal::from(3),
+            new_quantity: Decimal::from(5),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).expect("a date"),
+            policy,
+            idempotency_key: "k".into(),
+        }
+    }
+
+    fn stored(quantity: i64, price: i64, day: u32) -> ServiceLine {
+        ServiceLine {
+            id: "L1".into(),
+            contract_id: "K1".into(),
+            product_id: "101".into(),
+            product_identifier: "M365-BP".into(),
+            description: "Microsoft 365 Business Premium".into(),
+            quantity: Decimal::from(quantity),
+            unit_price: Decimal::from(price),
+            unit_cost: Decimal::ONE,
+            effective_date: chrono::NaiveDate::from_ymd_opt(2026, 12, day),
+            cancelled_date: None,
+            billable: true,
+        }
+    }
+
+    fn fields(mismatches: &[Mismatch]) -> Vec<&str> {
+        mismatches.iter().map(|m| m.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_read_back_that_differs_is_named_field_by_field() {
+        let dated = change(Some("L1"), ChangePolicy::Dated);
+        let price = Some(Decimal::from(72));
+        assert!(compare_read_back(&dated, &stored(5, 72, 1), price).is_empty());
+        assert_eq!(
+            fields(&compare_read_back(&dated, &stored(4, 72, 1), price)),
+            ["quantity"]
+        );
+        assert_eq!(
+            fields(&compare_read_back(&dated, &stored(5, 72, 2), price)),
+            ["effective_date"]
+        );
+        let repriced = compare_read_back(&dated, &stored(5, 6, 1), price);
+        assert_eq!(fields(&repriced), ["unit_price"]);
+        assert_eq!(
+            (repriced[0].sent.as_str(), repriced[0].stored.as_str()),
+            ("72", "6")
+        );
+        // An immediate change to an existing line carries no date.
+        let immediate = change(Some("L1"), ChangePolicy::Immediate);
+        assert!(compare_read_back(&immediate, &stored(5, 72, 9), price).is_empty());
+        // An addition is dated, and unpriced when nothing was known before.
+        let addition = change(None, ChangePolicy::Immediate);
+        assert_eq!(
+            fields(&compare_read_back(&addition, &stored(5, 9, 9), None)),
+            ["effective_date"]
+        );
+    }
 
     #[test]
     fn retries_back_off_and_respect_rate_limits() {

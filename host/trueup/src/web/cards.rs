@@ -20,6 +20,7 @@ pub mod detail;
 pub mod export;
 pub mod history;
 pub mod list;
+pub mod review;
 pub mod runs;
 
 use std::time::Duration;

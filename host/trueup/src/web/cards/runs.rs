@@ -44,7 +44,7 @@ pub async fn outbox(
         .as_deref()
         .map(|s| {
             parse_word::<OutboxStatus>(
-                "write-back status (pending, in_flight, applied, rejected)",
+                "write-back status (pending, in_flight, applied, rejected, needs_review, cancelled)",
                 s,
             )
         })
