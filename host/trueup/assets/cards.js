@@ -271,7 +271,10 @@
           { class: "card-head" },
           checkbox(card),
           h("span", { class: `badge cat-${card.category}`, text: T.categoryLabel(card.category) }),
-          h("span", { class: `badge status-${card.status}`, "data-testid": "card-status", text: card.status + wbText(card) })
+          h("span", { class: `badge status-${card.status}`, "data-testid": "card-status", text: card.status + wbText(card) }),
+          card.state && card.state.write_back === "needs_review"
+            ? h("span", { class: "badge wb-needs_review", "data-testid": "needs-review", text: "needs review" })
+            : null
         ),
         h("a", {
           href: `/app/cards/${card.key}`,
@@ -529,6 +532,48 @@
     }
     const decide = (action, what) => act("/api/v1/decisions", { cards: [key], action }, what);
 
+    // A write-back that needs review: what was sent beside what the PSA
+    // stored, the connector's words, the journalled writes, and the
+    // decisions (accept, retry); a pending one can be cancelled.
+    function reviewPanel(w) {
+      const box = h("div", { id: "write-back-review", "data-testid": "write-back-review", "data-status": w.status });
+      const decideWb = (verb, what) => act(`/api/v1/outbox/${w.id}/${verb}`, {}, what);
+      if (w.status === "pending") {
+        box.appendChild(h("button", { type: "button", id: "write-back-cancel", text: "Cancel this write-back", onclick: () => decideWb("cancel", "Write-back cancelled") }));
+        return T.section("Pending write-back", box);
+      }
+      T.api(`/api/v1/outbox/${w.id}/review`)
+        .then((r) => {
+          if (!r) return;
+          const review = r.review;
+          box.appendChild(h("p", { class: "reason", "data-testid": "review-reason", text: review.reason }));
+          box.appendChild(
+            T.table(
+              "review-values",
+              ["Field", "Sent", "PSA stored"],
+              (review.mismatches.length
+                ? review.mismatches
+                : [{ field: "quantity", sent: review.sent.quantity, stored: review.stored ? review.stored.quantity : "unknown" }]
+              ).map((m) => h("tr", { "data-testid": "review-mismatch", "data-field": m.field }, T.td(m.field), T.td(m.sent), T.td(m.stored)))
+            )
+          );
+          if (review.connector_said) box.appendChild(h("p", { class: "error", text: `Connector: ${review.connector_said}` }));
+          if (r.writes.length) {
+            box.appendChild(
+              T.table(
+                "review-writes",
+                ["Attempt", "Request", "Outcome", "Record", "When"],
+                r.writes.map((j) => h("tr", {}, T.td(j.attempt), T.td(`${j.method} ${j.url}`), T.td(j.outcome + (j.status ? ` (${j.status})` : "")), T.td(j.record_id || "—"), T.td(T.when(j.recorded_at))))
+              )
+            );
+          }
+        })
+        .catch((e) => T.showError(e));
+      box.appendChild(h("button", { type: "button", id: "write-back-accept", text: "Accept what the PSA stored", onclick: () => decideWb("accept", "Accepted what the PSA stored") }));
+      box.appendChild(h("button", { type: "button", id: "write-back-retry", text: "Send again", onclick: () => decideWb("retry", "Write-back queued again") }));
+      return T.section("Needs review", box);
+    }
+
     async function load() {
       if (!alive) return;
       const d = await T.guard(() => T.api(`/api/v1/cards/${key}`));
@@ -537,7 +582,7 @@
       const last = d.write_backs[d.write_backs.length - 1];
       const waiting =
         (last && (last.status === "pending" || last.status === "in_flight")) ||
-        (d.state && d.state.write_back && d.state.write_back !== "applied" && d.state.write_back !== "rejected" && d.state.write_back !== "none");
+        (d.state && d.state.write_back && !["applied", "rejected", "none", "needs_review", "cancelled"].includes(d.state.write_back));
       clearTimeout(pollTimer);
       if (waiting) pollTimer = setTimeout(load, 1500);
     }
@@ -754,6 +799,9 @@
             : h("p", { class: "muted", id: "no-write-backs", text: "Nothing written back for this card." })
         )
       );
+      if (lastWb && approver && (lastWb.status === "needs_review" || lastWb.status === "pending")) {
+        root.appendChild(reviewPanel(lastWb));
+      }
       if (planBox.childNodes.length === 0 && approver && (card.category === "reconcile" || card.category === "new_revenue")) planFor({});
 
       // Rule trace.
