@@ -424,7 +424,7 @@ async fn set_usage_inner(state: &PushState, request: Request) -> Result<Response
 )]
 enum UsageBody {
     /// One item.
-    Item(body::RawItem),
+    Item(Box<body::RawItem>),
     /// A batch, all or nothing.
     Batch(body::RawBatch),
 }
