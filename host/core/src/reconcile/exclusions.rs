@@ -265,7 +265,9 @@ mod tests {
             })
             .collect();
         describe(&input, &mut exclusions);
-        let got: Vec<(Option<&str>, Option<(&str, &str)>, &str)> = exclusions
+        /// (name, company (id, name), source) of one exclusion.
+        type Described<'e> = (Option<&'e str>, Option<(&'e str, &'e str)>, &'e str);
+        let got: Vec<Described<'_>> = exclusions
             .iter()
             .map(|e| {
                 (
