@@ -29,6 +29,8 @@ mod plugin_limits;
 mod plugin_versioning;
 mod product_build;
 mod pull;
+mod reconcile_as_of;
+mod run_exclusions;
 mod web_api;
 mod web_auth;
 mod write_back_crash;
