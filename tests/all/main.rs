@@ -23,6 +23,7 @@ mod ingest_push;
 mod jobs;
 mod manifest;
 mod month_end;
+mod one_mapping_path;
 mod plugin_cache;
 mod plugin_capabilities;
 mod plugin_limits;

@@ -301,7 +301,7 @@ pub struct SkuRequest {
     path = "/api/v1/mappings/skus",
     tag = "mappings",
     request_body = SkuRequest,
-    responses((status = 204, description = "Stored"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+    responses((status = 204, description = "Stored"), (status = 400, description = "The entry is invalid: an empty field, a multiplier out of range, or a product the PSA does not know (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 409, description = "No PSA data is synced yet, so the product cannot be checked", body = crate::web::openapi::ErrorBody)),
 )]
 pub async fn put_sku(
     State(state): State<AppState>,
