@@ -317,7 +317,12 @@ pub async fn put_sku(
     entry.check().map_err(ApiError::BadRequest)?;
     // The reconcile reads this table before the rules: a product the PSA
     // does not know would turn usage into cards nobody can approve.
-    match state.app.store().psa_product_known(&request.product).await? {
+    match state
+        .app
+        .store()
+        .psa_product_known(&request.product)
+        .await?
+    {
         Some(true) => {}
         Some(false) => {
             return Err(ApiError::BadRequest(format!(
