@@ -8,6 +8,7 @@ mod support;
 mod support_webdriver;
 
 mod browser;
+mod cli_operations;
 mod conformance;
 mod connector_autotask;
 mod connector_connectwise;
