@@ -720,3 +720,35 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         );
     }
 }
+
+/// `trueup openapi --no-push` prints the document a server without the push
+/// API serves, byte for byte the same JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trueup_openapi_prints_the_served_document() {
+    let (app, dir) = bare_app().await;
+    let token = add_token(&app, "docs", Role::Viewer).await;
+    let server = serve(app, NO_WORKERS, Some(dir)).await;
+    let served = Client::with_token(&server.base, &token)
+        .get("/api/openapi.json")
+        .await
+        .json();
+    let output = std::process::Command::new(crate::support::trueup_binary())
+        .args(["openapi", "--no-push"])
+        .output()
+        .expect("run trueup openapi");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("trueup openapi prints JSON");
+    assert_eq!(printed, served);
+    let with_push = std::process::Command::new(crate::support::trueup_binary())
+        .arg("openapi")
+        .output()
+        .expect("run trueup openapi");
+    let with_push: serde_json::Value =
+        serde_json::from_slice(&with_push.stdout).expect("trueup openapi prints JSON");
+    assert!(with_push["paths"]["/api/v1/usage"]["post"].is_object());
+}
