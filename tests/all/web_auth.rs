@@ -722,7 +722,7 @@ async fn the_openapi_document_lists_exactly_the_routes() {
 }
 
 /// `trueup openapi --no-push` prints the document a server without the push
-/// API serves, byte for byte the same JSON.
+/// API serves (the same JSON).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trueup_openapi_prints_the_served_document() {
     let (app, dir) = bare_app().await;
