@@ -279,10 +279,26 @@ impl App {
                 // A write landed (or may have) and the connector then
                 // failed: retrying would write it again.
                 let writes = this_attempt(self.store().write_journal(entry.id).await?);
+                // Show what the PSA holds when the record the write created
+                // (or, failing that, changed) can be read as a line.
+                let record = writes
+                    .iter()
+                    .rev()
+                    .filter(|w| w.outcome == JournalOutcome::Acknowledged)
+                    .max_by_key(|w| w.method == "POST")
+                    .and_then(|w| w.record_id.clone());
+                let stored = match record {
+                    Some(record) => session.read_line(&change.contract_id, &record).await.ok(),
+                    None => None,
+                };
+                let mismatches = stored
+                    .as_ref()
+                    .map(|line| compare_read_back(&change, line, price_before))
+                    .unwrap_or_default();
                 let review = review_of(
                     &change,
-                    None,
-                    Vec::new(),
+                    stored,
+                    mismatches,
                     format!(
                         "the connector failed after writing to the PSA ({}); nothing is sent again until a person checks the PSA and accepts or retries",
                         describe_writes(&writes)
