@@ -448,6 +448,35 @@ async fn the_api_over_a_reconciled_month_end() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+    // The list shows what was decided and what the PSA did, per card:
+    // approved for N from D, applied as record R on T.
+    let listed = viewer
+        .get("/api/v1/cards?status=approved&limit=1000")
+        .await
+        .json();
+    for c in approve.iter().chain(dated.iter()) {
+        let detail = viewer.get(&format!("/api/v1/cards/{}", c.key)).await.json();
+        let entry = &detail["write_backs"][0];
+        let card = listed["cards"]
+            .as_array()
+            .expect("cards")
+            .iter()
+            .find(|l| l["key"] == c.key.as_str())
+            .unwrap_or_else(|| panic!("approved card {} is listed", c.key));
+        let wb = &card["write_back"];
+        assert_eq!(wb["status"], "applied", "{card}");
+        assert_eq!(
+            dec(&wb["quantity"]),
+            dec(&entry["change"]["new_quantity"]),
+            "{card}"
+        );
+        assert_eq!(
+            wb["effective_date"], entry["change"]["effective_date"],
+            "{card}"
+        );
+        assert_eq!(wb["record_ids"], entry["result"]["record_ids"], "{card}");
+        assert_eq!(wb["finished_at"], entry["finished_at"], "{card}");
+    }
     assert!(
         emulator_writes(&cw).await > writes_before,
         "the PSA received the changes"

@@ -457,3 +457,87 @@ fn card_outbox_query(operation: &'static str, key: &CardKey) -> Sql {
     )
     .bind(key.as_str())
 }
+
+/// What a card in a list shows of its write-back: what was approved (the
+/// quantity and the first day it holds) and what became of it (written as
+/// records on an instant, waiting, needing review, or refused in the PSA's
+/// words). Read for a page of cards at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteBackSummary {
+    /// The outbox entry.
+    pub outbox: OutboxId,
+    /// Where it stands.
+    pub status: OutboxStatus,
+    /// The quantity approved.
+    pub quantity: Option<rust_decimal::Decimal>,
+    /// Its first day (inclusive, the PSA's calendar day).
+    pub effective_date: Option<chrono::NaiveDate>,
+    /// The PSA records written, once applied.
+    pub record_ids: Vec<String>,
+    /// Applied, refused, cancelled or sent to review at (UTC).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The PSA's or the connector's last words, when it failed or waits.
+    pub error: Option<String>,
+}
+
+impl WriteBackSummary {
+    fn of(entry: &OutboxEntry) -> Self {
+        // The change is the plugin host's `QuantityChange` as JSON; a
+        // summary shows what it can read of it and never fails the list.
+        let change = &entry.change;
+        Self {
+            outbox: entry.id,
+            status: entry.status,
+            quantity: change.get("new_quantity").and_then(|q| match q {
+                serde_json::Value::String(s) => s.parse().ok(),
+                other => other.to_string().parse().ok(),
+            }),
+            effective_date: change
+                .get("effective_date")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.parse().ok()),
+            record_ids: entry
+                .result
+                .as_ref()
+                .map(|r| r.record_ids.clone())
+                .unwrap_or_default(),
+            finished_at: entry.finished_at,
+            error: entry.error.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// The write-back summaries of `ids`, by id (ids with no entry are left
+    /// out).
+    ///
+    /// # Errors
+    /// A database error or a corrupt row.
+    pub async fn write_back_summaries(
+        &self,
+        ids: &[OutboxId],
+    ) -> Result<std::collections::HashMap<OutboxId, WriteBackSummary>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = self
+                .db
+                .fetch_all(
+                    sql(
+                        "read write-back summaries",
+                        "outbox",
+                        format!(
+                            "SELECT {COLUMNS} FROM outbox WHERE id IN ({})",
+                            crate::db::placeholders(1, chunk.len())
+                        ),
+                    )
+                    .bind_all(chunk.iter().map(|id| Value::from(id.0))),
+                )
+                .await?;
+            for row in &rows {
+                let entry = entry_from_row(row)?;
+                out.insert(entry.id, WriteBackSummary::of(&entry));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -27,6 +27,44 @@
     return card.psa_quantity_elsewhere != null ? `${own} + ${T.qty(card.psa_quantity_elsewhere)} on other lines` : own;
   }
 
+  // What an approved card's write-back says, in one line: what was approved
+  // (the quantity and its first day) and what became of it (the PSA records
+  // and when, waiting, needing review, or refused in the PSA's words).
+  // `wb` is the list's write_back summary, or an outbox entry adapted by
+  // writeBackOf.
+  function writeBackLine(wb) {
+    if (!wb) return "";
+    const approved = wb.quantity != null ? `approved for ${wb.quantity}${wb.effective_date ? ` from ${wb.effective_date}` : ""}` : "approved";
+    const records = (wb.record_ids || []).join(", ");
+    switch (wb.status) {
+      case "applied":
+        return `${approved} · applied as ${records ? `record ${records}` : "requested"} on ${T.when(wb.finished_at)}`;
+      case "needs_review":
+        return `${approved} · needs review: ${wb.error || "the PSA holds something else"}`;
+      case "rejected":
+        return `${approved} · failed: ${wb.error || "the PSA refused it"}`;
+      case "cancelled":
+        return `${approved} · cancelled before it was written`;
+      case "in_flight":
+        return `${approved} · being written`;
+      default:
+        return `${approved} · waiting to be written${wb.error ? ` (last try: ${wb.error})` : ""}`;
+    }
+  }
+
+  function writeBackOf(entry) {
+    if (!entry) return null;
+    const change = entry.change || {};
+    return {
+      status: entry.status,
+      quantity: change.new_quantity,
+      effective_date: change.effective_date,
+      record_ids: entry.result ? entry.result.record_ids : [],
+      finished_at: entry.finished_at,
+      error: entry.error,
+    };
+  }
+
   function text(value) {
     if (value == null) return "—";
     return typeof value === "object" ? JSON.stringify(value) : String(value);
@@ -255,7 +293,8 @@
           })
         : null;
 
-    const wbText = (card) => (card.state && card.state.write_back ? ` · write-back ${card.state.write_back}` : "");
+    const wbText = (card) =>
+      card.write_back ? ` · ${writeBackLine(card.write_back)}` : card.state && card.state.write_back ? ` · write-back ${card.state.write_back}` : "";
     const cardTile = (card) =>
       h(
         "article",
@@ -613,6 +652,7 @@
           d.tags.map((t) => h("span", { class: "tag", text: t }))
         )
       );
+      if (lastWb) root.appendChild(h("p", { id: "write-back-line", "data-testid": "write-back-line", text: writeBackLine(writeBackOf(lastWb)) }));
       root.appendChild(
         h(
           "p",

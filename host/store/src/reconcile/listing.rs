@@ -16,7 +16,7 @@ use crate::Store;
 use crate::card_state::{CardState, CardStatus, STATUS_SQL, state_from_row};
 use crate::db::{Row, Value, enum_text, placeholders, sql};
 use crate::error::Result;
-use crate::ids::ReconcileRunId;
+use crate::ids::{OutboxId, ReconcileRunId};
 
 /// Cards per page, at most.
 pub const MAX_PAGE_SIZE: u32 = 1_000;
@@ -64,6 +64,10 @@ pub struct CardSummary {
     pub state: Option<CardState>,
     /// Tags, sorted.
     pub tags: Vec<String>,
+    /// The write-back of an approved card: what was approved and what
+    /// became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<crate::outbox::WriteBackSummary>,
 }
 
 /// Which cards of a run to list. Empty fields do not filter.
@@ -266,10 +270,20 @@ impl Store {
         if !cards.is_empty() {
             let keys: Vec<&str> = cards.iter().map(|c| c.key.as_str()).collect();
             let tags = self.tags_of(&keys).await?;
+            let outbox: Vec<OutboxId> = cards
+                .iter()
+                .filter_map(|c| c.state.as_ref().and_then(|s| s.outbox))
+                .collect();
+            let mut write_backs = self.write_back_summaries(&outbox).await?;
             for card in &mut cards {
                 if let Some(t) = tags.get(card.key.as_str()) {
                     card.tags = t.clone();
                 }
+                card.write_back = card
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.outbox)
+                    .and_then(|id| write_backs.remove(&id));
             }
         }
         Ok(CardPage {
@@ -457,5 +471,6 @@ fn summary_from_row(r: &Row) -> Result<CardSummary> {
         status: r.enum_value("effective_status", "a card status")?,
         state,
         tags: Vec::new(),
+        write_back: None,
     })
 }
