@@ -316,7 +316,7 @@ impl App {
         value: &str,
         by: &str,
     ) -> Result<(), AppError> {
-        self.declared_secret(plugin, name)?;
+        self.declared_secret(plugin, name).map_err(|e| *e)?;
         if value.is_empty() {
             return Err(AppError::Invalid("a secret cannot be empty".into()));
         }
@@ -345,7 +345,7 @@ impl App {
         name: &str,
         by: &str,
     ) -> Result<bool, AppError> {
-        self.declared_secret(plugin, name)?;
+        self.declared_secret(plugin, name).map_err(|e| *e)?;
         let existed = self.store().delete_secret(plugin, name).await?;
         if existed {
             self.audit(
@@ -359,40 +359,37 @@ impl App {
         Ok(existed)
     }
 
-    /// The manifest of the configured `plugin`, which must declare the
-    /// secret `name`; the errors name what is configured or declared.
-    fn declared_secret(
-        &self,
-        plugin: &str,
-        name: &str,
-    ) -> Result<trueup_plugin_host::PluginManifest, AppError> {
+    /// Whether the configured `plugin`'s manifest declares the secret
+    /// `name`; the errors name what is configured or declared (boxed: the
+    /// application's error is large).
+    fn declared_secret(&self, plugin: &str, name: &str) -> Result<(), Box<AppError>> {
         let plugins = &self.config().plugins;
         let entry = plugins.get(plugin).ok_or_else(|| {
             let configured: Vec<&str> = plugins.keys().map(String::as_str).collect();
-            AppError::NotFound(format!(
+            Box::new(AppError::NotFound(format!(
                 "no plugin {plugin:?} is configured (configured: {})",
                 if configured.is_empty() {
                     "none".to_owned()
                 } else {
                     configured.join(", ")
                 }
-            ))
+            )))
         })?;
         let manifest = trueup_plugin_host::PluginManifest::load(
             &entry.path.join(trueup_plugin_host::manifest::MANIFEST_FILE),
         )
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        .map_err(|e| Box::new(AppError::Invalid(e.to_string())))?;
         if !manifest.is_secret(name) {
-            return Err(AppError::Invalid(format!(
+            return Err(Box::new(AppError::Invalid(format!(
                 "plugin {plugin} declares no secret {name:?} (its secrets: {})",
                 if manifest.capabilities.secrets.is_empty() {
                     "none".to_owned()
                 } else {
                     manifest.capabilities.secrets.join(", ")
                 }
-            )));
+            ))));
         }
-        Ok(manifest)
+        Ok(())
     }
 
     /// The decrypted secrets stored for `plugin`, for a session.
