@@ -251,10 +251,13 @@ pub fn run(
             "Autotask already holds {new} units for contract service {line} on {}; no adjustment was posted",
             date_to_iso(&effective)
         ));
+        // The units asked for are in effect on the effective date.
+        let mut held = service_line(&service, Some(&catalog), &refs, &effective)?;
+        held.effective_date = Some(effective);
         return Ok(Some(WriteResult {
             record_ids: vec![line.to_string()],
             changed: false,
-            line: service_line(&service, Some(&catalog), &refs, &effective)?,
+            line: held,
             notes,
         }));
     }
@@ -354,10 +357,14 @@ pub fn run(
         record_ids.join(", "),
         date_to_iso(&effective)
     ));
+    // The read-back showed the new units in effect from the effective
+    // date: the line as changed starts there.
+    let mut line = service_line(&service, Some(&catalog), &refs, &effective)?;
+    line.effective_date = Some(effective);
     Ok(Some(WriteResult {
         record_ids,
         changed: true,
-        line: service_line(&service, Some(&catalog), &refs, &effective)?,
+        line,
         notes,
     }))
 }

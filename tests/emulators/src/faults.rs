@@ -63,13 +63,13 @@ use serde::{Deserialize, Serialize};
 pub struct FaultPlan {
     /// Answer this many requests with `429 Too Many Requests`.
     pub rate_limited: u32,
-    /// The `Retry-After` seconds sent with each injected 429.
+    /// The `Retry-After` seconds sent with each injected 429 or 503.
     pub retry_after_secs: u32,
     /// Answer this many requests with `500 Internal Server Error`.
     pub server_errors: u32,
-    /// Answer this many requests with `503 Service Unavailable` (a
-    /// refusal before anything is applied, as a PSA under maintenance
-    /// answers).
+    /// Answer this many requests with `503 Service Unavailable` and
+    /// `Retry-After: retry_after_secs` (a refusal before anything is
+    /// applied, as a PSA under maintenance answers).
     pub unavailable: u32,
     /// Delay this many responses by `slow_ms` before answering.
     pub slow: u32,
@@ -191,7 +191,7 @@ pub struct Faults {
 enum Injected {
     RateLimited(u32),
     ServerError,
-    Unavailable,
+    Unavailable(u32),
     Slow(Duration),
     Truncated,
     AckThenTimeout(Duration),
@@ -325,7 +325,7 @@ impl Faults {
         }
         if plan.unavailable > 0 {
             plan.unavailable -= 1;
-            return Some(Injected::Unavailable);
+            return Some(Injected::Unavailable(plan.retry_after_secs));
         }
         if plan.slow > 0 {
             plan.slow -= 1;
@@ -377,13 +377,19 @@ async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next)
             )
                 .into_response()
         }
-        Some(Injected::Unavailable) => {
+        Some(Injected::Unavailable(secs)) => {
             faults.record(route, Some("unavailable"));
-            (
+            // With Retry-After, as a PSA down for maintenance answers: a
+            // refusal before any work.
+            let mut response = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(serde_json::json!({"message": "The service is temporarily unavailable."})),
             )
-                .into_response()
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
         }
         Some(Injected::Slow(delay)) => {
             faults.record(route, Some("slow"));
@@ -601,7 +607,7 @@ mod tests {
         ));
         assert!(matches!(
             faults.take_fault(&Method::POST, "/additions"),
-            Some(Injected::Unavailable)
+            Some(Injected::Unavailable(_))
         ));
         assert!(faults.take_fault(&Method::POST, "/additions").is_none());
     }
