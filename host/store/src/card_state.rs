@@ -222,7 +222,10 @@ pub(crate) async fn set_card_write_back(
     status: WriteBackStatus,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let reopen = if matches!(status, WriteBackStatus::Rejected | WriteBackStatus::Cancelled) {
+    let reopen = if matches!(
+        status,
+        WriteBackStatus::Rejected | WriteBackStatus::Cancelled
+    ) {
         ", status = 'open'"
     } else {
         ""
