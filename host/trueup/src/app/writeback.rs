@@ -465,7 +465,12 @@ fn compare_read_back(
             stored: line.quantity.to_string(),
         });
     }
-    let dated = change.policy == ChangePolicy::Dated || change.line_id.is_none();
+    // A dated change that made a line of its own (an addition, or a new
+    // addition replacing the old one) must start on the effective date. A
+    // line changed in place (a PSA that keeps no dated history, e.g.
+    // HaloPSA) keeps its own first day, which says nothing about the write.
+    let new_line = change.line_id.as_deref() != Some(line.id.as_str());
+    let dated = new_line && (change.policy == ChangePolicy::Dated || change.line_id.is_none());
     if dated && line.effective_date != Some(change.effective_date) {
         mismatches.push(Mismatch {
             field: "effective_date".into(),
@@ -570,7 +575,7 @@ mod tests {
 
     fn stored(quantity: i64, price: i64, day: u32) -> ServiceLine {
         ServiceLine {
-            id: "L1".into(),
+            id: "L2".into(),
             contract_id: "K1".into(),
             product_id: "101".into(),
             product_identifier: "M365-BP".into(),
@@ -607,9 +612,14 @@ mod tests {
             (repriced[0].sent.as_str(), repriced[0].stored.as_str()),
             ("72", "6")
         );
-        // An immediate change to an existing line carries no date.
+        // An immediate change to an existing line carries no date; nor does
+        // a line changed in place.
         let immediate = change(Some("L1"), ChangePolicy::Immediate);
         assert!(compare_read_back(&immediate, &stored(5, 72, 9), price).is_empty());
+        let in_place = change(Some("L1"), ChangePolicy::Dated);
+        let mut same = stored(5, 72, 9);
+        same.id = "L1".into();
+        assert!(compare_read_back(&in_place, &same, price).is_empty());
         // An addition is dated, and unpriced when nothing was known before.
         let addition = change(None, ChangePolicy::Immediate);
         assert_eq!(
