@@ -623,7 +623,7 @@ mod tests {
             .enqueue_write_back(
                 &NewOutboxEntry {
                     idempotency_key: format!("review-{i}"),
-                    card_key: key.clone(),
+                    card_key: key,
                     change: serde_json::json!({ "new_quantity": "5" }),
                     not_before: at(1, 0),
                 },
