@@ -36,3 +36,4 @@ mod run_exclusions;
 mod web_api;
 mod web_auth;
 mod write_back_crash;
+mod write_back_faults;
