@@ -402,7 +402,9 @@ async fn killed_midway_then_settled(psa: &Psa, backend: Backend) {
             first.kill();
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Well inside the window of at least SLOW_MS, and light on a
+        // SQLite store the process is writing to.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let at_kill = outbox(&app).await;
     let applied_at_kill = count(&at_kill, OutboxStatus::Applied);
