@@ -37,3 +37,4 @@ mod web_api;
 mod web_auth;
 mod write_back_crash;
 mod write_back_faults;
+mod write_back_review;
