@@ -57,34 +57,54 @@ pub async fn run<W: QueueWorker>(
 }
 
 /// Runs `work` while renewing its row's lease every `every` with `renew`,
-/// on a timer of its own: a long query in the work cannot starve the
-/// renewal, which runs whenever the work waits. A failed renewal is logged
-/// (the row's outcome is still recorded, or refused as `LeaseLost`, at the
-/// end).
+/// on a timer of its own. The renewal is a future beside the work, polled
+/// with it, never instead of it: a renewal that waits on the work (its
+/// UPDATE blocked on the row lock of a transaction the work has open) must
+/// not stop the work from finishing that transaction. (Awaiting the
+/// renewal inside a `select!` arm did exactly that: on PostgreSQL, which
+/// waits for a row lock without limit, a write-back hung for good.) A
+/// failed renewal is logged (the row's outcome is still recorded, or
+/// refused as `LeaseLost`, at the end).
 pub async fn holding_lease<T, E, R>(
     what: &'static str,
     id: i64,
     every: Duration,
     work: impl Future<Output = T>,
-    mut renew: impl FnMut() -> R,
+    renew: impl FnMut() -> R,
 ) -> T
 where
     E: Display,
     R: Future<Output = Result<(), E>>,
 {
     tokio::pin!(work);
+    let renewing = renew_forever(what, id, every, renew);
+    tokio::pin!(renewing);
+    tokio::select! {
+        biased;
+        result = &mut work => result,
+        never = &mut renewing => match never {},
+    }
+}
+
+/// Renews every `every` (the first tick is skipped: the lease was just
+/// taken) until dropped.
+async fn renew_forever<E, R>(
+    what: &'static str,
+    id: i64,
+    every: Duration,
+    mut renew: impl FnMut() -> R,
+) -> std::convert::Infallible
+where
+    E: Display,
+    R: Future<Output = Result<(), E>>,
+{
     let mut beat = tokio::time::interval(every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate: the lease was just taken.
     beat.tick().await;
     loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = beat.tick() => {
-                if let Err(error) = renew().await {
-                    tracing::warn!(what, id, %error, "could not extend the lease");
-                }
-            }
+        beat.tick().await;
+        if let Err(error) = renew().await {
+            tracing::warn!(what, id, %error, "could not extend the lease");
         }
     }
 }
@@ -100,6 +120,40 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Seen on PostgreSQL: the work held its row's lock inside a
+    /// transaction when a renewal fell due; the renewal's UPDATE waited for
+    /// that lock while the work was no longer polled, and the write-back
+    /// never finished. Here a mutex stands for the row lock.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_waiting_on_the_work_does_not_stop_the_work() {
+        let row = Arc::new(tokio::sync::Mutex::new(()));
+        let held = row.clone();
+        let work = async move {
+            let _transaction = held.lock().await;
+            // Inside the transaction past two renewal ticks.
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            42
+        };
+        let counted = Arc::new(AtomicU32::new(0));
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            holding_lease("test", 1, Duration::from_secs(1), work, move || {
+                let (row, counted) = (row.clone(), counted.clone());
+                async move {
+                    let _update = row.lock().await;
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), String>(())
+                }
+            }),
+        )
+        .await;
+        assert_eq!(
+            out,
+            Ok(42),
+            "the work finished while a renewal waited on it"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_lease_is_renewed_while_the_work_runs_and_no_longer() {
