@@ -434,8 +434,9 @@ pub struct TokenCache {
     slot: RefCell<Option<(String, i64)>>,
 }
 
-/// Tokens are renewed this long before they expire.
-pub const TOKEN_RENEW_MARGIN_MS: i64 = 60_000;
+/// Tokens are renewed at most this long before they expire (less for
+/// short-lived tokens: see [`crate::oauth::renew_margin_ms`]).
+pub const TOKEN_RENEW_MARGIN_MS: i64 = crate::oauth::MAX_RENEW_MARGIN_MS;
 
 impl TokenCache {
     /// An empty cache.
@@ -455,13 +456,14 @@ impl TokenCache {
         fetch: impl FnOnce() -> Result<(String, i64), ConnectorError>,
     ) -> Result<String, ConnectorError> {
         let now = crate::clock::now_ms();
-        if let Some((token, expires_at)) = self.slot.borrow().as_ref()
-            && *expires_at - TOKEN_RENEW_MARGIN_MS > now
+        if let Some((token, renew_at)) = self.slot.borrow().as_ref()
+            && *renew_at > now
         {
             return Ok(token.clone());
         }
         let (token, lifetime_secs) = fetch()?;
-        *self.slot.borrow_mut() = Some((token.clone(), now + lifetime_secs.max(0) * 1000));
+        let renew_at = crate::oauth::renew_at_ms(now, lifetime_secs);
+        *self.slot.borrow_mut() = Some((token.clone(), renew_at));
         Ok(token)
     }
 

@@ -96,6 +96,7 @@ pub mod paging;
 pub mod plan;
 pub mod progress;
 pub mod readback;
+pub mod tolerant;
 #[cfg(feature = "vendor")]
 pub mod usage;
 pub mod values;

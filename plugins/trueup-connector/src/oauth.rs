@@ -19,6 +19,25 @@ use crate::http::Response;
 /// so a token of unknown lifetime is renewed rather than used past expiry.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 300;
 
+/// The longest a token is renewed before it expires.
+pub const MAX_RENEW_MARGIN_MS: i64 = 60_000;
+
+/// How long before its expiry a token living `lifetime_secs` is renewed:
+/// a tenth of its life, at most [`MAX_RENEW_MARGIN_MS`]. Relative to the
+/// lifetime, so a short-lived token (say 30 s) is still reused for most of
+/// its life; a fixed 60 s margin would make every token shorter than a
+/// minute look expired on arrival and cost a token request per call.
+pub fn renew_margin_ms(lifetime_secs: i64) -> i64 {
+    (lifetime_secs.max(0).saturating_mul(1000) / 10).min(MAX_RENEW_MARGIN_MS)
+}
+
+/// The instant (ms since the epoch) from which a token fetched at
+/// `fetched_at_ms` and living `lifetime_secs` is renewed rather than used.
+pub fn renew_at_ms(fetched_at_ms: i64, lifetime_secs: i64) -> i64 {
+    let expires = fetched_at_ms.saturating_add(lifetime_secs.max(0).saturating_mul(1000));
+    expires - renew_margin_ms(lifetime_secs)
+}
+
 /// A token endpoint's success body. Unknown fields are ignored.
 #[derive(Deserialize)]
 struct TokenBody {
@@ -91,4 +110,21 @@ pub fn token_from_response(response: Response) -> Result<(String, i64), Connecto
         ))
     })?;
     Ok((body.access_token, lifetime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_relative_to_the_token_lifetime() {
+        // An hour-long token: renewed a minute early.
+        assert_eq!(renew_margin_ms(3600), 60_000);
+        // A 30 s token: renewed 3 s early, so it serves 27 s of calls (a
+        // fixed 60 s margin renewed it on every call).
+        assert_eq!(renew_margin_ms(30), 3_000);
+        assert_eq!(renew_at_ms(1_000_000, 30), 1_027_000);
+        assert_eq!(renew_margin_ms(0), 0);
+        assert_eq!(renew_margin_ms(-5), 0);
+    }
 }
