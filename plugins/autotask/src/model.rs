@@ -1,5 +1,8 @@
 //! Autotask entities as the API serves them and their mapping to the WIT
-//! records. Unknown fields are ignored.
+//! records. Parsed tolerantly (the SDK's `tolerant` helpers): unknown
+//! fields are ignored, ids and picklist values may come as numbers or
+//! strings, dates as date-times or dates, and a sentinel date is no date.
+//! Field names and their sources: `docs/connectors/autotask.md`.
 //!
 //! Enumerations (picklists): contract `status` 1 active / 0 inactive;
 //! `contractType` 1 Time & Materials, 3 Fixed Price, 4 Block Hours,
@@ -10,7 +13,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{BillingCycle, BillingTiming, Company, Contract, ContractStatus};
-use trueup_connector::values::{days_from_civil, opt_date};
+use trueup_connector::tolerant::{self, opt_date};
+use trueup_connector::values::days_from_civil;
 
 use crate::api::HasId;
 
@@ -93,11 +97,12 @@ pub fn type_filters(types: &[String]) -> Result<Vec<TypeFilter>, ConnectorError>
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AtCompany {
+    #[serde(deserialize_with = "tolerant::id")]
     id: i64,
     company_name: String,
     #[serde(default)]
     company_number: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::opt_id")]
     company_type: Option<i64>,
     #[serde(default)]
     is_active: Option<bool>,
@@ -164,18 +169,22 @@ impl AtCompany {
 #[serde(rename_all = "camelCase")]
 pub struct AtContract {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     #[serde(rename = "companyID")]
+    #[serde(deserialize_with = "tolerant::id")]
     company_id: i64,
     contract_name: String,
     #[serde(default)]
     contract_number: Option<String>,
     /// `contractType`.
+    #[serde(deserialize_with = "tolerant::id")]
     pub contract_type: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::opt_id")]
     contract_category: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::opt_id")]
     contract_period_type: Option<i64>,
+    #[serde(deserialize_with = "tolerant::id")]
     status: i64,
     #[serde(default)]
     start_date: Option<String>,
@@ -284,12 +293,15 @@ impl AtContract {
 #[serde(rename_all = "camelCase")]
 pub struct AtContractService {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// `contractID`.
     #[serde(rename = "contractID")]
+    #[serde(deserialize_with = "tolerant::id")]
     pub contract_id: i64,
     /// `serviceID`.
     #[serde(rename = "serviceID")]
+    #[serde(deserialize_with = "tolerant::id")]
     pub service_id: i64,
     /// `unitPrice`.
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
@@ -297,8 +309,13 @@ pub struct AtContractService {
     /// `unitCost`.
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
     pub unit_cost: Option<Decimal>,
-    /// `adjustedPrice`.
-    #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
+    /// `internalCurrencyAdjustedPrice` (REST has no `adjustedPrice`, the
+    /// SOAP API's name, which a REST query's IncludeFields refuses).
+    #[serde(
+        default,
+        rename = "internalCurrencyAdjustedPrice",
+        with = "rust_decimal::serde::arbitrary_precision_option"
+    )]
     pub adjusted_price: Option<Decimal>,
     /// `invoiceDescription`.
     #[serde(default)]
@@ -318,7 +335,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "serviceID",
     "unitPrice",
     "unitCost",
-    "adjustedPrice",
+    "internalCurrencyAdjustedPrice",
     "invoiceDescription",
 ];
 
@@ -328,15 +345,18 @@ pub const SERVICE_FIELDS: &[&str] = &[
 #[serde(rename_all = "camelCase")]
 pub struct AtUnit {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// `contractServiceID`.
     #[serde(rename = "contractServiceID")]
+    #[serde(deserialize_with = "tolerant::id")]
     pub contract_service_id: i64,
     /// First day.
     pub start_date: String,
     /// Last day (inclusive).
     pub end_date: String,
     /// Units (whole numbers).
+    #[serde(deserialize_with = "tolerant::id")]
     pub units: i64,
     /// When the period was approved and posted.
     #[serde(default)]
@@ -411,6 +431,7 @@ pub fn units_on(units: &[&AtUnit], day: i64) -> Result<Option<i64>, ConnectorErr
 #[serde(rename_all = "camelCase")]
 pub struct AtService {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// Name.
     pub name: String,
@@ -526,6 +547,45 @@ mod tests {
 
     fn day(text: &str) -> i64 {
         days_from_civil(&trueup_connector::values::date_from_iso(text).expect("date"))
+    }
+
+    #[test]
+    fn records_parse_tolerantly() {
+        // Ids and picklist values as strings, a date without a time, a
+        // sentinel end date and unknown fields: an open-ended active
+        // monthly contract (the old strict parsing refused the string ids).
+        let contract: AtContract = serde_json::from_value(serde_json::json!({
+            "id": "29684001", "companyID": "0174", "contractName": "Managed",
+            "contractType": "7", "contractPeriodType": 1, "status": "1",
+            "startDate": "2025-01-01", "endDate": "9999-12-31T00:00:00Z",
+            "userDefinedFields": [], "someFutureField": 1
+        }))
+        .expect("contract JSON");
+        let as_of = Date {
+            year: 2026,
+            month: 11,
+            day: 25,
+        };
+        let wit = contract.to_wit(&as_of, None).expect("maps");
+        assert_eq!(
+            (wit.id.as_str(), wit.company_id.as_str()),
+            ("29684001", "174")
+        );
+        assert!(wit.end_date.is_none(), "{wit:?}");
+        assert_eq!(format!("{:?}", wit.status), "ContractStatus::Active");
+        assert_eq!(format!("{:?}", wit.billing_cycle), "BillingCycle::Monthly");
+        let service: AtContractService = serde_json::from_value(serde_json::json!({
+            "id": 5, "contractID": "29684001", "serviceID": "31",
+            "unitPrice": 4.5, "internalCurrencyAdjustedPrice": 4.0
+        }))
+        .expect("service JSON");
+        assert_eq!((service.contract_id, service.service_id), (29_684_001, 31));
+        let error = serde_json::from_value::<AtContract>(serde_json::json!({
+            "id": 1, "companyID": {"id": 2}, "contractName": "x",
+            "contractType": 7, "status": 1
+        }))
+        .expect_err("an object is no id");
+        assert!(error.to_string().contains("expected an id"), "{error}");
     }
 
     #[test]

@@ -30,7 +30,8 @@ use serde_json::json;
 use trueup_connector::plan::{Calls, Step, json_number, line_to_add, one_catalogue_entry};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{QuantityChange, WriteResult};
-use trueup_connector::values::{date_to_iso, opt_date};
+use trueup_connector::tolerant::opt_date;
+use trueup_connector::values::date_to_iso;
 
 use crate::api::{Client, cw_date, quoted};
 use crate::model::{ADDITION_FIELDS, CATALOG_FIELDS, CwAddition, CwCatalogItem};

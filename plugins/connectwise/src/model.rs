@@ -1,16 +1,38 @@
 //! ConnectWise records as the API serves them (camelCase, reference
 //! objects, null fields left out) and their mapping to the WIT records.
 //!
-//! Unknown fields are ignored, so a newer API version's additions do not
-//! break a sync.
+//! Parsed tolerantly (the SDK's `tolerant` helpers): unknown fields are
+//! ignored, so a newer API version's additions do not break a sync; ids
+//! may come as numbers or strings, flags as booleans, numbers or strings,
+//! dates as dates or date-times, and a sentinel date (`0001-01-01`,
+//! `1900-01-01`, `9999-12-31`) is no date. Field names: see
+//! `docs/connectors/connectwise.md`.
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{
     BillingCycle, BillingTiming, Company, Contract, ContractStatus, RecurringService,
 };
-use trueup_connector::values::{self, opt_date};
+use trueup_connector::tolerant::{self, opt_date};
+use trueup_connector::values;
+
+/// A record id sent as a number or a string (ConnectWise ids are positive).
+fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let id = tolerant::id(deserializer)?;
+    u64::try_from(id)
+        .map_err(|_| serde::de::Error::custom(format!("expected a positive id, found {id}")))
+}
+
+/// An optional record id (a number, a string, or null / `""` / `0`).
+fn opt_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    match tolerant::opt_id(deserializer)? {
+        None => Ok(None),
+        Some(id) => u64::try_from(id)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("expected a positive id, found {id}"))),
+    }
+}
 
 /// Fields asked for on `/company/companies` (`fields=`).
 pub const COMPANY_FIELDS: &str = "id,identifier,name,website,status/name,deletedFlag";
@@ -27,7 +49,7 @@ pub const CATALOG_FIELDS: &str =
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Reference {
     /// Its id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_id")]
     pub id: Option<u64>,
     /// Its name.
     #[serde(default)]
@@ -41,6 +63,7 @@ pub struct Reference {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CwCompany {
+    #[serde(deserialize_with = "id")]
     id: u64,
     #[serde(default)]
     identifier: Option<String>,
@@ -49,7 +72,7 @@ pub struct CwCompany {
     website: Option<String>,
     #[serde(default)]
     status: Option<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     deleted_flag: bool,
 }
 
@@ -57,6 +80,7 @@ pub struct CwCompany {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CwAgreement {
+    #[serde(deserialize_with = "id")]
     id: u64,
     name: String,
     #[serde(default, rename = "type")]
@@ -67,13 +91,13 @@ pub struct CwAgreement {
     start_date: Option<String>,
     #[serde(default)]
     end_date: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     cancelled_flag: bool,
     #[serde(default)]
     date_cancelled: Option<String>,
     #[serde(default)]
     billing_cycle: Option<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     prorate_flag: bool,
     #[serde(default)]
     period_type: Option<String>,
@@ -89,6 +113,7 @@ pub struct CwAgreement {
 #[serde(rename_all = "camelCase")]
 pub struct CwAddition {
     /// Id.
+    #[serde(deserialize_with = "id")]
     pub id: u64,
     /// The catalogue product.
     pub product: Reference,
@@ -130,6 +155,7 @@ pub struct CwAddition {
 #[serde(rename_all = "camelCase")]
 pub struct CwCatalogItem {
     /// Id (the `product.id` of its additions).
+    #[serde(deserialize_with = "id")]
     pub id: u64,
     /// The identifier vendor SKUs are mapped to.
     pub identifier: String,
@@ -149,7 +175,7 @@ pub struct CwCatalogItem {
     #[serde(default)]
     pub taxable_flag: Option<bool>,
     /// Whether it was retired from the catalogue.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     pub inactive_flag: bool,
 }
 
@@ -430,6 +456,43 @@ mod tests {
             assert_eq!((line.unit_price.digits, line.unit_price.scale), (264, 1));
             assert_eq!(line.product_identifier, "M365-BP");
         }
+    }
+
+    #[test]
+    fn records_parse_tolerantly() {
+        // Ids as strings, flags as strings or numbers, a sentinel end date
+        // and unknown fields: the agreement is open-ended and active (the
+        // old strict parsing refused the string id, and read the
+        // 0001-01-01 end as a real one: "expired").
+        let open = agreement(serde_json::json!({
+            "id": "3", "name": "Open", "company": {"id": "250", "name": "X"},
+            "startDate": "2025-01-01", "endDate": "0001-01-01T00:00:00Z",
+            "cancelledFlag": "false", "prorateFlag": 1,
+            "billingCycle": {"id": "3", "name": "Monthly"},
+            "someFutureField": {"nested": true}
+        }));
+        assert_eq!(open.id, "3");
+        assert_eq!(open.company_id, "250");
+        assert!(open.end_date.is_none(), "{open:?}");
+        assert!(open.prorate);
+        assert_eq!(format!("{:?}", open.status), "ContractStatus::Active");
+        let start = open.start_date.expect("a date without a time");
+        assert_eq!((start.year, start.month, start.day), (2025, 1, 1));
+        let addition: CwAddition = serde_json::from_value(serde_json::json!({
+            "id": "9", "product": {"id": "17", "identifier": "EDR"}, "quantity": 4,
+            "billCustomer": "Billable", "effectiveDate": "2026-01-01T00:00:00Z",
+            "cancelledDate": "9999-12-31T00:00:00Z"
+        }))
+        .expect("addition JSON");
+        let line = addition.to_wit("3").expect("maps");
+        assert_eq!((line.id.as_str(), line.product_id.as_str()), ("9", "17"));
+        assert!(line.cancelled_date.is_none(), "{line:?}");
+        // An id that is no number names what was seen.
+        let error = serde_json::from_value::<CwAddition>(serde_json::json!({
+            "id": "nine", "product": {}, "quantity": 1
+        }))
+        .expect_err("not an id");
+        assert!(error.to_string().contains("\"nine\""), "{error}");
     }
 
     #[test]

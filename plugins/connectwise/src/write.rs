@@ -32,7 +32,8 @@ use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
 use trueup_connector::readback::ReadBack;
-use trueup_connector::values::{self, civil_from_days, date_to_iso, days_from_civil, opt_date};
+use trueup_connector::tolerant::opt_date;
+use trueup_connector::values::{self, civil_from_days, date_to_iso, days_from_civil};
 
 use crate::api::{Client, cw_date, record_id};
 use crate::model::{ADDITION_FIELDS, CwAddition};
