@@ -245,8 +245,19 @@ impl AtContract {
         as_of: &Date,
         posted_through: Option<Date>,
     ) -> Result<Contract, ConnectorError> {
-        let start = opt_date(self.start_date.as_deref())?;
-        let end = opt_date(self.end_date.as_deref())?;
+        // WIT 0.1 cannot exclude one record: an unreadable date fails the
+        // call, naming the contract and the field so the MSP can fix it.
+        let date = |field: &str, text: Option<&str>| {
+            opt_date(text).map_err(|error| {
+                ConnectorError::Internal(format!(
+                    "contract {}: {field} {:?} is not a date ({error}); correct it in Autotask and sync again",
+                    self.id,
+                    text.unwrap_or_default()
+                ))
+            })
+        };
+        let start = date("startDate", self.start_date.as_deref())?;
+        let end = date("endDate", self.end_date.as_deref())?;
         let ended = end
             .as_ref()
             .is_some_and(|e| days_from_civil(e) < days_from_civil(as_of));
@@ -586,6 +597,16 @@ mod tests {
         }))
         .expect_err("an object is no id");
         assert!(error.to_string().contains("expected an id"), "{error}");
+        let bad: AtContract = serde_json::from_value(serde_json::json!({
+            "id": 88, "companyID": 2, "contractName": "x", "contractType": 7,
+            "status": 1, "endDate": "not a date"
+        }))
+        .expect("contract JSON");
+        let text = format!("{:?}", bad.to_wit(&as_of, None).expect_err("no date"));
+        assert!(
+            text.contains("contract 88") && text.contains("endDate"),
+            "{text}"
+        );
     }
 
     #[test]

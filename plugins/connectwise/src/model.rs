@@ -244,6 +244,24 @@ pub fn billing_cycle(name: Option<&str>) -> BillingCycle {
     }
 }
 
+/// The date in `field` of `record` `id`, or an error naming the record,
+/// the field and what was seen: WIT 0.1 cannot exclude one record from a
+/// page, so an unreadable date fails the call, and the message must let
+/// the MSP find and fix the record.
+fn named(
+    record: &str,
+    id: u64,
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<Date>, ConnectorError> {
+    opt_date(text).map_err(|error| {
+        ConnectorError::Internal(format!(
+            "{record} {id}: {field} {:?} is not a date ({error}); correct it in ConnectWise and sync again",
+            text.unwrap_or_default()
+        ))
+    })
+}
+
 impl CwAgreement {
     /// The WIT contract. `as_of` decides `expired` when the API gives no
     /// `agreementStatus`.
@@ -251,9 +269,10 @@ impl CwAgreement {
     /// # Errors
     /// [`ConnectorError::Internal`] for a malformed date.
     pub fn into_wit(self, as_of: &Date) -> Result<Contract, ConnectorError> {
-        let start = opt_date(self.start_date.as_deref())?;
-        let mut end = opt_date(self.end_date.as_deref())?;
-        let cancelled = opt_date(self.date_cancelled.as_deref())?;
+        let date = |field: &str, text: Option<&str>| named("agreement", self.id, field, text);
+        let start = date("startDate", self.start_date.as_deref())?;
+        let mut end = date("endDate", self.end_date.as_deref())?;
+        let cancelled = date("dateCancelled", self.date_cancelled.as_deref())?;
         if self.cancelled_flag
             && let Some(cancelled) = cancelled
             && end
@@ -367,8 +386,18 @@ impl CwAddition {
             quantity: values::decimal(self.quantity)?,
             unit_price: values::decimal(self.unit_price.unwrap_or_default())?,
             unit_cost: values::decimal(self.unit_cost.unwrap_or_default())?,
-            effective_date: opt_date(self.effective_date.as_deref())?,
-            cancelled_date: opt_date(self.cancelled_date.as_deref())?,
+            effective_date: named(
+                "addition",
+                self.id,
+                "effectiveDate",
+                self.effective_date.as_deref(),
+            )?,
+            cancelled_date: named(
+                "addition",
+                self.id,
+                "cancelledDate",
+                self.cancelled_date.as_deref(),
+            )?,
             billable: self.billable(),
             attributes,
         })
@@ -493,6 +522,17 @@ mod tests {
         }))
         .expect_err("not an id");
         assert!(error.to_string().contains("\"nine\""), "{error}");
+        // An unreadable date names the record and the field.
+        let bad: CwAgreement = serde_json::from_value(serde_json::json!({
+            "id": 77, "name": "Bad", "startDate": "31/12/2026"
+        }))
+        .expect("agreement JSON");
+        let error = bad.into_wit(&as_of()).expect_err("no date");
+        let text = format!("{error:?}");
+        assert!(
+            text.contains("agreement 77") && text.contains("startDate"),
+            "{text}"
+        );
     }
 
     #[test]
