@@ -199,6 +199,8 @@ impl UsagePageBuilder {
             strings: self.strings,
             attributes: self.attributes,
             rows: self.rows,
+            #[cfg(feature = "v0_2")]
+            skipped: Vec::new(),
             next_cursor,
         }
     }
