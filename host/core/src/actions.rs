@@ -372,6 +372,129 @@ fn write_back(
     }))
 }
 
+/// A quantity and/or effective date staged on a card (bulk "set effective
+/// date"): nothing is written when it is staged; approving or adjusting the
+/// card later uses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// The quantity to bill, if staged.
+    #[serde(default, with = "amount::option")]
+    pub quantity: Option<Decimal>,
+    /// The effective date, if staged.
+    #[serde(default)]
+    pub effective_date: Option<NaiveDate>,
+}
+
+/// The action `action` becomes on a card with `staged` values: an approval
+/// is an adjustment to the staged quantity and date (unset parts keep the
+/// card's proposal), an adjustment takes the staged values for the parts
+/// it leaves unset, and every other action is unchanged.
+pub fn with_stage(action: &Action, staged: Option<&Staged>) -> Action {
+    let Some(staged) = staged.filter(|s| s.quantity.is_some() || s.effective_date.is_some()) else {
+        return action.clone();
+    };
+    match action {
+        Action::Approve => Action::Adjust {
+            quantity: staged.quantity,
+            effective_date: staged.effective_date,
+        },
+        Action::Adjust {
+            quantity,
+            effective_date,
+        } => Action::Adjust {
+            quantity: quantity.or(staged.quantity),
+            effective_date: effective_date.or(staged.effective_date),
+        },
+        other => other.clone(),
+    }
+}
+
+/// Whether `staged` could be approved on `card` today: the write-back an
+/// approval with it would make, or why not. Staging is refused for the same
+/// reasons an approval would be, so a stage never waits for an approval
+/// that cannot happen.
+pub fn check_stage(
+    card: &ServiceCard,
+    staged: &Staged,
+    ctx: &DecisionContext<'_>,
+) -> Result<PendingWriteBack, ActionError> {
+    match decide(card, &with_stage(&Action::Approve, Some(staged)), ctx)? {
+        Resolution::WriteBack(pending) => Ok(pending),
+        // An approval or adjustment yields a write-back or an error.
+        _ => Err(ActionError::NothingToApprove {
+            key: card.key,
+            category: card.category,
+        }),
+    }
+}
+
+/// What one write-back would do, as a person confirms it before anything
+/// is sent: the line, the quantities, the price and the money it moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritePreview {
+    /// The card.
+    pub card_key: CardKey,
+    /// The customer (account).
+    pub company: CompanyId,
+    /// The contract changed.
+    pub contract: ContractId,
+    /// The line changed; `None` adds one.
+    pub line: Option<ServiceLineId>,
+    /// The product (service).
+    pub product: ProductId,
+    /// The quantity billed now.
+    #[serde(with = "amount")]
+    pub from_quantity: Decimal,
+    /// The quantity to bill.
+    #[serde(with = "amount")]
+    pub to_quantity: Decimal,
+    /// The unit price per billing period, when the card knows it.
+    #[serde(default, with = "amount::option")]
+    pub unit_price: Option<Decimal>,
+    /// `(to − from) × unit price` per month (the period's amount spread
+    /// over its months), rounded to cents; positive bills more.
+    #[serde(default, with = "amount::option")]
+    pub monthly_effect: Option<Decimal>,
+    /// The first day billed at `to_quantity`.
+    pub effective_date: NaiveDate,
+    /// Dated or immediate.
+    pub change_policy: ChangePolicy,
+}
+
+/// The months a billing period spans (1 for a month, 3 for a quarter, 12
+/// for a year; at least 1).
+fn period_months(period: Option<crate::cycles::Period>) -> Decimal {
+    use chrono::Datelike;
+    let Some(p) = period else {
+        return Decimal::ONE;
+    };
+    let next = p.end.succ_opt().unwrap_or(p.end);
+    let months = (next.year() - p.start.year()) * 12 + next.month() as i32 - p.start.month() as i32;
+    Decimal::from(months.max(1))
+}
+
+/// What `pending` (decided on `card`) would write, with its money.
+pub fn preview(card: &ServiceCard, pending: &PendingWriteBack) -> WritePreview {
+    let unit_price = card.money.as_ref().map(|m| m.unit_price);
+    let monthly_effect = unit_price.map(|price| {
+        ((pending.to_quantity - pending.from_quantity) * price / period_months(card.period))
+            .round_dp(2)
+    });
+    WritePreview {
+        card_key: pending.card_key,
+        company: pending.company.clone(),
+        contract: pending.contract.clone(),
+        line: pending.line.clone(),
+        product: pending.product.clone(),
+        from_quantity: pending.from_quantity,
+        to_quantity: pending.to_quantity,
+        unit_price,
+        monthly_effect,
+        effective_date: pending.effective_date,
+        change_policy: pending.change_policy,
+    }
+}
+
 /// The outcome of a bulk action: every selected card lands in exactly one
 /// list, in selection order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -391,6 +514,18 @@ pub fn decide_bulk(
     action: &Action,
     ctx: &DecisionContext<'_>,
 ) -> BulkOutcome {
+    decide_bulk_staged(cards, selection, action, &BTreeMap::new(), ctx)
+}
+
+/// [`decide_bulk`] where cards in `staged` have a staged change: each
+/// such card is decided with [`with_stage`] of `action`.
+pub fn decide_bulk_staged(
+    cards: &[ServiceCard],
+    selection: &[CardKey],
+    action: &Action,
+    staged: &BTreeMap<CardKey, Staged>,
+    ctx: &DecisionContext<'_>,
+) -> BulkOutcome {
     let by_key: BTreeMap<CardKey, &ServiceCard> = cards.iter().map(|c| (c.key, c)).collect();
     let mut out = BulkOutcome::default();
     for key in selection {
@@ -403,7 +538,7 @@ pub fn decide_bulk(
             decision_id: &id,
             today: ctx.today,
         };
-        match decide(card, action, &per_card) {
+        match decide(card, &with_stage(action, staged.get(key)), &per_card) {
             Ok(resolution) => out.decided.push((*key, resolution)),
             Err(e) => out.failed.push((*key, e)),
         }
@@ -766,6 +901,80 @@ mod tests {
                 format!("bulk-7/{}", selection[2])
             ]
         );
+    }
+
+    #[test]
+    fn a_staged_change_is_what_approval_writes() {
+        let out = cards(&world());
+        let la1 = by_line(&out, "LA1");
+        let la2 = by_line(&out, "LA2");
+        let date = d(2025, 4, 15);
+        let staged = Staged {
+            quantity: None,
+            effective_date: Some(date),
+        };
+        // Staging checks what an approval would write: LA1's proposal at
+        // the staged date; LA2 (no change) is refused.
+        let pending = check_stage(la1, &staged, &ctx("stage")).unwrap();
+        assert_eq!(
+            (pending.to_quantity, pending.effective_date),
+            (dec!(12), date)
+        );
+        assert!(matches!(
+            check_stage(la2, &staged, &ctx("stage")),
+            Err(ActionError::NoChange { .. })
+        ));
+        // Bulk approval uses the stage of the cards that have one.
+        let selection = [la1.key, by_line(&out, "LB1").key];
+        let stages = BTreeMap::from([(la1.key, staged)]);
+        let bulk = decide_bulk_staged(&out.cards, &selection, &Action::Approve, &stages, &ctx("b"));
+        let dates: Vec<NaiveDate> = bulk
+            .decided
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Resolution::WriteBack(wb) => Some(wb.effective_date),
+                _ => None,
+            })
+            .collect();
+        let proposed = by_line(&out, "LB1").effective().unwrap().date;
+        assert_eq!(dates, [date, proposed]);
+        // An explicit adjustment wins over the stage for the parts it sets.
+        let adjust = Action::Adjust {
+            quantity: Some(dec!(11)),
+            effective_date: None,
+        };
+        assert_eq!(
+            with_stage(&adjust, Some(&staged)),
+            Action::Adjust {
+                quantity: Some(dec!(11)),
+                effective_date: Some(date)
+            }
+        );
+        assert_eq!(with_stage(&Action::Dismiss, Some(&staged)), Action::Dismiss);
+        assert_eq!(with_stage(&Action::Approve, None), Action::Approve);
+        // The confirmation shows the money: LA1 10 → 12 at its unit price,
+        // per month of its monthly period.
+        let p = preview(la1, &pending);
+        let price = la1.money.as_ref().unwrap().unit_price;
+        assert_eq!(
+            (
+                p.from_quantity,
+                p.to_quantity,
+                p.unit_price,
+                p.monthly_effect
+            ),
+            (
+                dec!(10),
+                dec!(12),
+                Some(price),
+                Some((dec!(2) * price).round_dp(2))
+            )
+        );
+        let quarter = crate::cycles::Period::new(d(2025, 1, 1), d(2025, 3, 31));
+        assert_eq!(period_months(quarter), dec!(3));
+        let year = crate::cycles::Period::new(d(2025, 3, 15), d(2026, 3, 14));
+        assert_eq!(period_months(year), dec!(12));
+        assert_eq!(period_months(None), dec!(1));
     }
 
     #[test]
