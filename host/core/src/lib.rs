@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod card;
+pub mod catalog;
 pub mod cycles;
 pub mod effective;
 pub mod eligibility;

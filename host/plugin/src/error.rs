@@ -306,6 +306,13 @@ pub enum CallErrorKind {
     /// The connector's own error.
     #[error(transparent)]
     Connector(ConnectorFailure),
+    /// The plugin's API version has no such export (e.g. a cost change
+    /// asked of a 0.1 connector). Nothing was called.
+    #[error("{message}")]
+    Unsupported {
+        /// What is missing, since which version, and how to get it.
+        message: String,
+    },
     /// An instance could not be created.
     #[error("could not be instantiated: {message}")]
     Instantiate {

@@ -9,7 +9,7 @@
 //!   and redaction.
 //! - [`network`]: allowed-host patterns, IP networks, non-public addresses.
 //! - [`wit`]: one module per supported WIT version (bindings and
-//!   conversions).
+//!   conversions): `since_v0_1_0` and `since_v0_2_0`, loaded side by side.
 //! - [`manifest`]: `plugin.toml`, parsed strictly.
 //! - [`capabilities`]: what a plugin declares AND the admin grants.
 //! - [`inspect`], [`engine`]: a component's interface read before linking;
@@ -47,6 +47,7 @@ pub use plugin::{LoadedPlugin, PluginSettings};
 pub use secrets::{PluginSecrets, SecretValue};
 pub use session::{CallStats, PsaSession, Session, VendorSession, World};
 pub use types::{
-    ChangePolicy, ConnectorDescription, ContractFilter, Page, PlannedCall, PluginKind,
-    QuantityChange, WriteOutcome,
+    ChangePolicy, ConnectorDescription, ContractFilter, CostChange, Page, PlannedCall, PluginKind,
+    PsaContract, PsaLine, QuantityChange, WriteOutcome,
 };
+pub use wit::ApiVersion;

@@ -22,6 +22,7 @@ use crate::manifest::{MANIFEST_FILE, PluginManifest};
 use crate::types::PluginKind;
 use crate::wit::ApiVersion;
 use crate::wit::since_v0_1_0::{psa, vendor};
+use crate::wit::since_v0_2_0::{psa as psa_v0_2, vendor as vendor_v0_2};
 
 /// What the admin configures for one plugin in `trueup.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,8 @@ pub struct PluginSettings {
 pub(crate) enum PluginPre {
     PsaV0_1(psa::PsaConnectorPre<HostState>),
     VendorV0_1(vendor::VendorConnectorPre<HostState>),
+    PsaV0_2(psa_v0_2::PsaConnectorPre<HostState>),
+    VendorV0_2(vendor_v0_2::VendorConnectorPre<HostState>),
 }
 
 /// A plugin ready to be instantiated.
@@ -262,6 +265,33 @@ impl LoadedPlugin {
                         .map_err(|e| compile_error("linking", e))?,
                 )
             }
+            (ApiVersion::V0_2, PluginKind::Psa) => {
+                psa_v0_2::PsaConnector::add_to_linker::<HostState, HasSelf<HostState>>(
+                    &mut linker,
+                    |s| s,
+                )
+                .map_err(|e| compile_error("linking", e))?;
+                let pre = linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| compile_error("linking", e))?;
+                PluginPre::PsaV0_2(
+                    psa_v0_2::PsaConnectorPre::new(pre).map_err(|e| compile_error("linking", e))?,
+                )
+            }
+            (ApiVersion::V0_2, PluginKind::Vendor) => {
+                vendor_v0_2::VendorConnector::add_to_linker::<HostState, HasSelf<HostState>>(
+                    &mut linker,
+                    |s| s,
+                )
+                .map_err(|e| compile_error("linking", e))?;
+                let pre = linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| compile_error("linking", e))?;
+                PluginPre::VendorV0_2(
+                    vendor_v0_2::VendorConnectorPre::new(pre)
+                        .map_err(|e| compile_error("linking", e))?,
+                )
+            }
         };
         let http = crate::http::client_for(&manifest.id, &manifest.version, capabilities.clone())
             .map_err(|e| LoadError::HttpClient {
@@ -306,6 +336,14 @@ impl LoadedPlugin {
     /// The API version the component implements, e.g. `0.1.0`.
     pub fn api(&self) -> &str {
         &self.api
+    }
+
+    /// The version line of [`LoadedPlugin::api`].
+    pub fn api_version(&self) -> ApiVersion {
+        match self.pre {
+            PluginPre::PsaV0_1(_) | PluginPre::VendorV0_1(_) => ApiVersion::V0_1,
+            PluginPre::PsaV0_2(_) | PluginPre::VendorV0_2(_) => ApiVersion::V0_2,
+        }
     }
 
     /// The component's imports and exports.

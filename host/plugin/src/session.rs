@@ -25,11 +25,14 @@ use crate::error::{CallError, CallErrorKind, ConnectorFailure, LoadError};
 use crate::host::{CallState, HostState, SessionOptions, StopReason};
 use crate::journal::{JournalHook, WriteJournal};
 use crate::plugin::{LoadedPlugin, PluginPre};
+use trueup_core::catalog::CatalogProduct;
+
 use crate::types::{
-    ConnectorDescription, ContractFilter, Page, PlannedCall, PluginKind, QuantityChange,
-    WriteOutcome,
+    ConnectorDescription, ContractFilter, CostChange, Page, PlannedCall, PluginKind, PsaContract,
+    PsaLine, QuantityChange, WriteOutcome,
 };
 use crate::wit::since_v0_1_0::{self as v0_1, psa, types, vendor};
+use crate::wit::since_v0_2_0::{self as v0_2, psa as psa_v0_2, vendor as vendor_v0_2};
 
 /// What one export call cost: for benchmarks and sync health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +107,38 @@ struct Live {
 enum Bindings {
     PsaV0_1(psa::PsaConnector),
     VendorV0_1(vendor::VendorConnector),
+    PsaV0_2(psa_v0_2::PsaConnector),
+    VendorV0_2(vendor_v0_2::VendorConnector),
+}
+
+/// An export's answer from a plugin of either version line, before it is
+/// converted to the host's types.
+enum Answer<A, B> {
+    V0_1(A),
+    V0_2(B),
+}
+
+/// A 0.2 call's raw result in the shape the classifier reads (its error
+/// lowered to 0.1's, which has the same cases).
+fn v0_2_answer<A, B>(
+    result: wasmtime::Result<Result<B, v0_2::types::ConnectorError>>,
+) -> wasmtime::Result<Result<Answer<A, B>, types::ConnectorError>> {
+    result.map(|r| r.map(Answer::V0_2).map_err(v0_2::convert::lower_error))
+}
+
+/// A 0.1 call's raw result as an [`Answer`].
+fn v0_1_answer<A, B>(
+    result: wasmtime::Result<Result<A, types::ConnectorError>>,
+) -> wasmtime::Result<Result<Answer<A, B>, types::ConnectorError>> {
+    result.map(|r| r.map(Answer::V0_1))
+}
+
+fn not_psa<T>() -> wasmtime::Result<T> {
+    Err(wasmtime::Error::msg("not a PSA plugin"))
+}
+
+fn not_vendor<T>() -> wasmtime::Result<T> {
+    Err(wasmtime::Error::msg("not a vendor plugin"))
 }
 
 impl Bindings {
@@ -114,24 +149,10 @@ impl Bindings {
             PluginPre::VendorV0_1(pre) => {
                 pre.instantiate_async(store).await.map(Bindings::VendorV0_1)
             }
-        }
-    }
-
-    /// The PSA exports. A session of one world is only ever opened on a
-    /// plugin of that world (see [`Session::open`]), so the other arm does
-    /// not happen.
-    fn psa(&self) -> wasmtime::Result<&psa::exports::trueup::connector::psa::Guest> {
-        match self {
-            Bindings::PsaV0_1(b) => Ok(b.trueup_connector_psa()),
-            Bindings::VendorV0_1(_) => Err(wasmtime::Error::msg("not a PSA plugin")),
-        }
-    }
-
-    /// The vendor exports (see [`Bindings::psa`]).
-    fn vendor(&self) -> wasmtime::Result<&vendor::exports::trueup::connector::vendor::Guest> {
-        match self {
-            Bindings::VendorV0_1(b) => Ok(b.trueup_connector_vendor()),
-            Bindings::PsaV0_1(_) => Err(wasmtime::Error::msg("not a vendor plugin")),
+            PluginPre::PsaV0_2(pre) => pre.instantiate_async(store).await.map(Bindings::PsaV0_2),
+            PluginPre::VendorV0_2(pre) => {
+                pre.instantiate_async(store).await.map(Bindings::VendorV0_2)
+            }
         }
     }
 }
@@ -481,12 +502,41 @@ impl<W: World> Session<W> {
             match bindings {
                 Bindings::PsaV0_1(b) => b.trueup_connector_psa().call_describe(store).await,
                 Bindings::VendorV0_1(b) => b.trueup_connector_vendor().call_describe(store).await,
+                Bindings::PsaV0_2(b) => b
+                    .trueup_connector_psa()
+                    .call_describe(store)
+                    .await
+                    .map(v0_2::convert::lower_info),
+                Bindings::VendorV0_2(b) => b
+                    .trueup_connector_vendor()
+                    .call_describe(store)
+                    .await
+                    .map(v0_2::convert::lower_info),
             }
             .map(Ok)
         })
         .await;
         let info = self.settle("describe", outcome)?;
         Ok(v0_1::convert::description(info))
+    }
+
+    /// The API version line of the plugin this session speaks to.
+    pub fn api_version(&self) -> crate::wit::ApiVersion {
+        self.caller.plugin.api_version()
+    }
+
+    /// The error for an export `since` a version the plugin predates.
+    fn unsupported(&self, export: &'static str, since: &str) -> CallError {
+        let plugin = self.caller.plugin.manifest();
+        self.caller.error(
+            export,
+            CallErrorKind::Unsupported {
+                message: format!(
+                    "{export} needs trueup:connector@{since} or later, but the plugin was built for {}: ask its author for a build against {since} (wit/README.md says how to move a connector)",
+                    plugin.api
+                ),
+            },
+        )
     }
 }
 
@@ -523,11 +573,76 @@ impl Session<Psa> {
     ) -> Result<Page<Company>, CallError> {
         let (b, store, limit) = self.enter("list-companies", false).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.psa()?.call_list_companies(store, cursor).await
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_list_companies(store, cursor)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_list_companies(store, cursor)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
         })
         .await;
-        let page = self.settle("list-companies", outcome)?;
-        v0_1::convert::companies(page).map_err(|e| self.caller.invalid("list-companies", e))
+        let page = match self.settle("list-companies", outcome)? {
+            Answer::V0_1(page) => v0_1::convert::companies(page),
+            Answer::V0_2(page) => v0_2::convert::companies(page),
+        };
+        page.map_err(|e| self.caller.invalid("list-companies", e))
+    }
+
+    /// `list-contracts`, each contract with its terms (the billing anchor a
+    /// 0.2 connector gives; none from a 0.1 connector).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn list_contracts_with_terms(
+        &mut self,
+        filter: &ContractFilter,
+        cursor: Option<&str>,
+    ) -> Result<Page<PsaContract>, CallError> {
+        let filter_v0_1 = psa::exports::trueup::connector::psa::ContractFilter {
+            types: filter.types.clone(),
+            active_only: filter.active_only,
+        };
+        let filter_v0_2 = psa_v0_2::exports::trueup::connector::psa::ContractFilter {
+            types: filter.types.clone(),
+            active_only: filter.active_only,
+        };
+        let (b, store, limit) = self.enter("list-contracts", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_list_contracts(store, &filter_v0_1, cursor)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_list_contracts(store, &filter_v0_2, cursor)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
+        })
+        .await;
+        let page = match self.settle("list-contracts", outcome)? {
+            Answer::V0_1(page) => v0_1::convert::contracts(page).map(|page| Page {
+                items: page
+                    .items
+                    .into_iter()
+                    .map(|c| v0_2::convert::with_anchor(c, None))
+                    .collect(),
+                next_cursor: page.next_cursor,
+                skipped: page.skipped,
+            }),
+            Answer::V0_2(page) => v0_2::convert::contracts(page),
+        };
+        page.map_err(|e| self.caller.invalid("list-contracts", e))
     }
 
     /// `list-contracts`.
@@ -539,19 +654,55 @@ impl Session<Psa> {
         filter: &ContractFilter,
         cursor: Option<&str>,
     ) -> Result<Page<Contract>, CallError> {
-        let wit_filter = psa::exports::trueup::connector::psa::ContractFilter {
-            types: filter.types.clone(),
-            active_only: filter.active_only,
-        };
-        let (b, store, limit) = self.enter("list-contracts", false).await?;
+        let page = self.list_contracts_with_terms(filter, cursor).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|c| c.contract).collect(),
+            next_cursor: page.next_cursor,
+            skipped: page.skipped,
+        })
+    }
+
+    /// `list-services` for up to 200 contracts, each line with its terms
+    /// (billing kind and commitment from a 0.2 connector; derived for a 0.1
+    /// one).
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn list_services_with_terms(
+        &mut self,
+        contract_ids: &[String],
+        cursor: Option<&str>,
+    ) -> Result<Page<PsaLine>, CallError> {
+        let (b, store, limit) = self.enter("list-services", false).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.psa()?
-                .call_list_contracts(store, &wit_filter, cursor)
-                .await
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_list_services(store, contract_ids, cursor)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_list_services(store, contract_ids, cursor)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
         })
         .await;
-        let page = self.settle("list-contracts", outcome)?;
-        v0_1::convert::contracts(page).map_err(|e| self.caller.invalid("list-contracts", e))
+        let page = match self.settle("list-services", outcome)? {
+            Answer::V0_1(page) => v0_1::convert::services(page).map(|page| Page {
+                items: page
+                    .items
+                    .into_iter()
+                    .map(v0_2::convert::derived_terms)
+                    .collect(),
+                next_cursor: page.next_cursor,
+                skipped: page.skipped,
+            }),
+            Answer::V0_2(page) => v0_2::convert::services(page),
+        };
+        page.map_err(|e| self.caller.invalid("list-services", e))
     }
 
     /// `list-services` for up to 200 contracts.
@@ -563,15 +714,48 @@ impl Session<Psa> {
         contract_ids: &[String],
         cursor: Option<&str>,
     ) -> Result<Page<ServiceLine>, CallError> {
-        let (b, store, limit) = self.enter("list-services", false).await?;
+        let page = self.list_services_with_terms(contract_ids, cursor).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|l| l.line).collect(),
+            next_cursor: page.next_cursor,
+            skipped: page.skipped,
+        })
+    }
+
+    /// `list-catalog` (contract 0.2). A 0.1 connector has no catalogue: its
+    /// answer is one empty last page, without calling the plugin.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn list_catalog(
+        &mut self,
+        cursor: Option<&str>,
+    ) -> Result<Page<CatalogProduct>, CallError> {
+        if self.api_version() == crate::wit::ApiVersion::V0_1 {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+                skipped: Vec::new(),
+            });
+        }
+        let (b, store, limit) = self.enter("list-catalog", false).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.psa()?
-                .call_list_services(store, contract_ids, cursor)
-                .await
+            match b {
+                Bindings::PsaV0_2(b) => v0_2_answer::<(), _>(
+                    b.trueup_connector_psa()
+                        .call_list_catalog(store, cursor)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
         })
         .await;
-        let page = self.settle("list-services", outcome)?;
-        v0_1::convert::services(page).map_err(|e| self.caller.invalid("list-services", e))
+        match self.settle("list-catalog", outcome)? {
+            Answer::V0_2(page) => {
+                v0_2::convert::catalog(page).map_err(|e| self.caller.invalid("list-catalog", e))
+            }
+            Answer::V0_1(()) => Err(self.unsupported("list-catalog", "0.2.0")),
+        }
     }
 
     /// `plan-quantity-change`: only GET/HEAD requests are allowed.
@@ -582,15 +766,34 @@ impl Session<Psa> {
         &mut self,
         change: &QuantityChange,
     ) -> Result<Vec<PlannedCall>, CallError> {
-        let wit_change = v0_1::convert::quantity_change(change)
-            .map_err(|e| self.caller.invalid("plan-quantity-change", e))?;
-        let (b, store, limit) = self.enter("plan-quantity-change", true).await?;
+        let export = "plan-quantity-change";
+        let change_v0_1 =
+            v0_1::convert::quantity_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let change_v0_2 =
+            v0_2::convert::quantity_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let (b, store, limit) = self.enter(export, true).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.psa()?.call_plan_quantity_change(store, &wit_change).await
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_plan_quantity_change(store, &change_v0_1)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_plan_quantity_change(store, &change_v0_2)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
         })
         .await;
-        let calls = self.settle("plan-quantity-change", outcome)?;
-        Ok(v0_1::convert::planned_calls(calls))
+        Ok(match self.settle(export, outcome)? {
+            Answer::V0_1(calls) => v0_1::convert::planned_calls(calls),
+            Answer::V0_2(calls) => {
+                v0_1::convert::planned_calls(v0_2::convert::lower_planned_calls(calls))
+            }
+        })
     }
 
     /// `apply-quantity-change`.
@@ -615,19 +818,152 @@ impl Session<Psa> {
         change: &QuantityChange,
         journal: Option<Arc<dyn WriteJournal>>,
     ) -> Result<WriteOutcome, CallError> {
-        let wit_change = v0_1::convert::quantity_change(change)
-            .map_err(|e| self.caller.invalid("apply-quantity-change", e))?;
-        let (b, store, limit) = self.enter("apply-quantity-change", false).await?;
+        let export = "apply-quantity-change";
+        let change_v0_1 =
+            v0_1::convert::quantity_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let change_v0_2 =
+            v0_2::convert::quantity_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let (b, store, limit) = self.enter(export, false).await?;
         store.data_mut().call.journal = journal.map(JournalHook);
         let outcome = tokio::time::timeout(limit, async {
-            b.psa()?
-                .call_apply_quantity_change(store, &wit_change)
-                .await
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_apply_quantity_change(store, &change_v0_1)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_apply_quantity_change(store, &change_v0_2)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
         })
         .await;
-        let result = self.settle("apply-quantity-change", outcome)?;
-        v0_1::convert::write_outcome(result)
-            .map_err(|e| self.caller.invalid("apply-quantity-change", e))
+        let outcome = match self.settle(export, outcome)? {
+            Answer::V0_1(result) => v0_1::convert::write_outcome(result),
+            Answer::V0_2(result) => v0_2::convert::write_outcome(result),
+        };
+        outcome.map_err(|e| self.caller.invalid(export, e))
+    }
+
+    /// `plan-cost-change` (contract 0.2): the calls `apply-cost-change`
+    /// would make; only GET/HEAD requests are allowed.
+    ///
+    /// # Errors
+    /// [`CallErrorKind::Unsupported`] for a 0.1 connector (nothing is
+    /// called); otherwise [`CallError`].
+    pub async fn plan_cost_change(
+        &mut self,
+        change: &CostChange,
+    ) -> Result<Vec<PlannedCall>, CallError> {
+        let export = "plan-cost-change";
+        if self.api_version() == crate::wit::ApiVersion::V0_1 {
+            return Err(self.unsupported(export, "0.2.0"));
+        }
+        let wit_change =
+            v0_2::convert::cost_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let (b, store, limit) = self.enter(export, true).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            match b {
+                Bindings::PsaV0_2(b) => v0_2_answer::<(), _>(
+                    b.trueup_connector_psa()
+                        .call_plan_cost_change(store, &wit_change)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
+        })
+        .await;
+        match self.settle(export, outcome)? {
+            Answer::V0_2(calls) => Ok(v0_1::convert::planned_calls(
+                v0_2::convert::lower_planned_calls(calls),
+            )),
+            Answer::V0_1(()) => Err(self.unsupported(export, "0.2.0")),
+        }
+    }
+
+    /// `apply-cost-change` (contract 0.2), its writes recorded in `journal`
+    /// like a quantity change's.
+    ///
+    /// # Errors
+    /// [`CallErrorKind::Unsupported`] for a 0.1 connector (nothing is
+    /// called); otherwise [`CallError`].
+    pub async fn apply_cost_change_journalled(
+        &mut self,
+        change: &CostChange,
+        journal: Option<Arc<dyn WriteJournal>>,
+    ) -> Result<WriteOutcome, CallError> {
+        let export = "apply-cost-change";
+        if self.api_version() == crate::wit::ApiVersion::V0_1 {
+            return Err(self.unsupported(export, "0.2.0"));
+        }
+        let wit_change =
+            v0_2::convert::cost_change(change).map_err(|e| self.caller.invalid(export, e))?;
+        let (b, store, limit) = self.enter(export, false).await?;
+        store.data_mut().call.journal = journal.map(JournalHook);
+        let outcome = tokio::time::timeout(limit, async {
+            match b {
+                Bindings::PsaV0_2(b) => v0_2_answer::<(), _>(
+                    b.trueup_connector_psa()
+                        .call_apply_cost_change(store, &wit_change)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
+        })
+        .await;
+        match self.settle(export, outcome)? {
+            Answer::V0_2(result) => {
+                v0_2::convert::write_outcome(result).map_err(|e| self.caller.invalid(export, e))
+            }
+            Answer::V0_1(()) => Err(self.unsupported(export, "0.2.0")),
+        }
+    }
+
+    /// `apply-cost-change` without a journal.
+    ///
+    /// # Errors
+    /// As [`Session::apply_cost_change_journalled`].
+    pub async fn apply_cost_change(
+        &mut self,
+        change: &CostChange,
+    ) -> Result<WriteOutcome, CallError> {
+        self.apply_cost_change_journalled(change, None).await
+    }
+
+    /// `read-line`, with the line's terms.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn read_line_with_terms(
+        &mut self,
+        contract_id: &str,
+        line_id: &str,
+    ) -> Result<PsaLine, CallError> {
+        let (b, store, limit) = self.enter("read-line", false).await?;
+        let outcome = tokio::time::timeout(limit, async {
+            match b {
+                Bindings::PsaV0_1(b) => v0_1_answer(
+                    b.trueup_connector_psa()
+                        .call_read_line(store, contract_id, line_id)
+                        .await,
+                ),
+                Bindings::PsaV0_2(b) => v0_2_answer(
+                    b.trueup_connector_psa()
+                        .call_read_line(store, contract_id, line_id)
+                        .await,
+                ),
+                _ => not_psa(),
+            }
+        })
+        .await;
+        let line = match self.settle("read-line", outcome)? {
+            Answer::V0_1(line) => v0_1::convert::service(line, 0).map(v0_2::convert::derived_terms),
+            Answer::V0_2(line) => v0_2::convert::service(line, 0),
+        };
+        line.map_err(|e| self.caller.invalid("read-line", e))
     }
 
     /// `read-line`.
@@ -639,13 +975,7 @@ impl Session<Psa> {
         contract_id: &str,
         line_id: &str,
     ) -> Result<ServiceLine, CallError> {
-        let (b, store, limit) = self.enter("read-line", false).await?;
-        let outcome = tokio::time::timeout(limit, async {
-            b.psa()?.call_read_line(store, contract_id, line_id).await
-        })
-        .await;
-        let line = self.settle("read-line", outcome)?;
-        v0_1::convert::service(line, 0).map_err(|e| self.caller.invalid("read-line", e))
+        Ok(self.read_line_with_terms(contract_id, line_id).await?.line)
     }
 }
 
@@ -660,11 +990,31 @@ impl Session<Vendor> {
     ) -> Result<Page<VendorAccount>, CallError> {
         let (b, store, limit) = self.enter("list-accounts", false).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.vendor()?.call_list_accounts(store, cursor).await
+            match b {
+                Bindings::VendorV0_1(b) => v0_1_answer(
+                    b.trueup_connector_vendor()
+                        .call_list_accounts(store, cursor)
+                        .await,
+                ),
+                Bindings::VendorV0_2(b) => v0_2_answer(
+                    b.trueup_connector_vendor()
+                        .call_list_accounts(store, cursor)
+                        .await,
+                ),
+                _ => not_vendor(),
+            }
         })
         .await;
-        let page = self.settle("list-accounts", outcome)?;
-        v0_1::convert::accounts(&self.world.vendor, page)
+        let (page, skipped) = match self.settle("list-accounts", outcome)? {
+            Answer::V0_1(page) => (page, Vec::new()),
+            Answer::V0_2(page) => v0_2::convert::lower_accounts(page),
+        };
+        v0_2::convert::check_skipped_records(&skipped)
+            .and_then(|()| v0_1::convert::accounts(&self.world.vendor, page))
+            .map(|mut page| {
+                page.skipped = v0_2::convert::skipped(skipped);
+                page
+            })
             .map_err(|e| self.caller.invalid("list-accounts", e))
     }
 
@@ -678,23 +1028,47 @@ impl Session<Vendor> {
         account_id: Option<&str>,
         cursor: Option<&str>,
     ) -> Result<Page<UsageObservation>, CallError> {
-        let request = vendor::exports::trueup::connector::vendor::UsageRequest {
+        let request_v0_1 = vendor::exports::trueup::connector::vendor::UsageRequest {
+            account_id: account_id.map(str::to_owned),
+            cursor: cursor.map(str::to_owned),
+        };
+        let request_v0_2 = vendor_v0_2::exports::trueup::connector::vendor::UsageRequest {
             account_id: account_id.map(str::to_owned),
             cursor: cursor.map(str::to_owned),
         };
         let (b, store, limit) = self.enter("list-usage", false).await?;
         let outcome = tokio::time::timeout(limit, async {
-            b.vendor()?.call_list_usage(store, &request).await
+            match b {
+                Bindings::VendorV0_1(b) => v0_1_answer(
+                    b.trueup_connector_vendor()
+                        .call_list_usage(store, &request_v0_1)
+                        .await,
+                ),
+                Bindings::VendorV0_2(b) => v0_2_answer(
+                    b.trueup_connector_vendor()
+                        .call_list_usage(store, &request_v0_2)
+                        .await,
+                ),
+                _ => not_vendor(),
+            }
         })
         .await;
-        let page = self.settle("list-usage", outcome)?;
+        let (page, skipped) = match self.settle("list-usage", outcome)? {
+            Answer::V0_1(page) => (page, Vec::new()),
+            Answer::V0_2(page) => v0_2::convert::lower_usage(page),
+        };
         let observed_at = self
             .caller
             .options
             .clock
             .as_ref()
             .map_or_else(chrono::Utc::now, |clock| clock());
-        v0_1::convert::usage(&self.world.vendor, observed_at, page)
+        v0_2::convert::check_skipped_records(&skipped)
+            .and_then(|()| v0_1::convert::usage(&self.world.vendor, observed_at, page))
+            .map(|mut page| {
+                page.skipped = v0_2::convert::skipped(skipped);
+                page
+            })
             .map_err(|e| self.caller.invalid("list-usage", e))
     }
 }

@@ -7,7 +7,8 @@ use std::fmt;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use trueup_core::model::ServiceLine;
+use trueup_core::catalog::{ContractTerms, LineTerms, RecordExclusion};
+use trueup_core::model::{Contract, ServiceLine};
 
 /// The WIT package every connector implements.
 pub const PACKAGE: &str = "trueup:connector";
@@ -56,6 +57,49 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass back to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+    /// Records of this page the connector could not read, each a named
+    /// exclusion (contract 0.2; always empty for a 0.1 connector).
+    pub skipped: Vec<RecordExclusion>,
+}
+
+/// A contract with what contract 0.2 says about it (its billing anchor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsaContract {
+    /// The contract, as every version reads it.
+    pub contract: Contract,
+    /// Its terms; no anchor for a 0.1 connector.
+    pub terms: ContractTerms,
+}
+
+/// A recurring line with what contract 0.2 says about it (billing kind,
+/// commitment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsaLine {
+    /// The line, as every version reads it.
+    pub line: ServiceLine,
+    /// Its terms; derived for a 0.1 connector (billing kind from `billable`
+    /// and the price, no commitment).
+    pub terms: LineTerms,
+}
+
+/// An approved change of a line's unit cost (contract 0.2): SET it from a
+/// date, idempotently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostChange {
+    /// The contract.
+    pub contract_id: String,
+    /// The line.
+    pub line_id: String,
+    /// The line's product identifier.
+    pub product_identifier: String,
+    /// The unit cost Trueup last read.
+    pub expected_unit_cost: Decimal,
+    /// The unit cost to set.
+    pub new_unit_cost: Decimal,
+    /// First day of the new cost (inclusive).
+    pub effective_date: NaiveDate,
+    /// Stable across retries.
+    pub idempotency_key: String,
 }
 
 /// What a connector says about itself (`describe`).
@@ -134,6 +178,8 @@ pub struct WriteOutcome {
     pub changed: bool,
     /// The line as read back.
     pub line: ServiceLine,
+    /// The read-back line's terms (derived for a 0.1 connector).
+    pub line_terms: LineTerms,
     /// Notes for the user.
     pub notes: Vec<String>,
 }

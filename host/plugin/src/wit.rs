@@ -1,14 +1,17 @@
 //! The WIT API versions this host supports, one module per version
 //! (Zed's `since_vX_Y_Z` pattern).
 //!
-//! To add `0.2.0` beside `0.1.0`: put its WIT in `wit/since_v0.2.0/`, add a
-//! `since_v0_2_0` module with its own `bindgen!`, a variant in
-//! [`ApiVersion`], in the loaded plugin's `PluginPre` and in the
-//! session's `Bindings`, and map its types onto the
-//! version-independent types in [`crate::types`]. Plugins built for `0.1.x`
-//! keep loading through `since_v0_1_0`.
+//! `0.2.0` was added beside `0.1.0` this way, and the next line is added
+//! the same: put its WIT in `wit/since_vX.Y.0/`, add a `since_vX_Y_0`
+//! module with its own `bindgen!` (its imports delegating to the existing
+//! implementation, see `since_v0_2_0::imports`), a variant in
+//! [`ApiVersion`], in the loaded plugin's `PluginPre` and in the session's
+//! `Bindings`, and map its types onto the version-independent types in
+//! [`crate::types`]. Plugins built for older lines keep loading through
+//! their own modules.
 
 pub mod since_v0_1_0;
+pub mod since_v0_2_0;
 
 use std::fmt;
 
@@ -17,16 +20,20 @@ use std::fmt;
 pub enum ApiVersion {
     /// `trueup:connector@0.1.x`.
     V0_1,
+    /// `trueup:connector@0.2.x`: adds the catalogue, billing anchors,
+    /// billing kinds, commitments, cost changes and skipped records.
+    V0_2,
 }
 
 /// The version lines this host supports, oldest first.
-pub const SUPPORTED: &[ApiVersion] = &[ApiVersion::V0_1];
+pub const SUPPORTED: &[ApiVersion] = &[ApiVersion::V0_1, ApiVersion::V0_2];
 
 impl ApiVersion {
     /// The oldest version of the line.
     pub fn oldest(self) -> (u64, u64, u64) {
         match self {
             ApiVersion::V0_1 => since_v0_1_0::MIN_VERSION,
+            ApiVersion::V0_2 => since_v0_2_0::MIN_VERSION,
         }
     }
 
@@ -34,6 +41,7 @@ impl ApiVersion {
     pub fn newest(self) -> (u64, u64, u64) {
         match self {
             ApiVersion::V0_1 => since_v0_1_0::MAX_VERSION,
+            ApiVersion::V0_2 => since_v0_2_0::MAX_VERSION,
         }
     }
 
@@ -47,7 +55,7 @@ impl ApiVersion {
         })
     }
 
-    /// The range this host supports, for messages: `0.1.0–0.1.x`.
+    /// The range this host supports, for messages: `0.1.0–0.2.x`.
     pub fn supported_range() -> String {
         let oldest = SUPPORTED.first().map(|l| l.oldest()).unwrap_or_default();
         let newest = SUPPORTED.last().map(|l| l.newest()).unwrap_or_default();
@@ -78,11 +86,15 @@ mod tests {
     #[test]
     fn versions_map_to_their_line() {
         assert_eq!(ApiVersion::for_version("0.1.0"), Some(ApiVersion::V0_1));
-        assert_eq!(ApiVersion::for_version("0.2.0"), None);
+        assert_eq!(ApiVersion::for_version("0.2.0"), Some(ApiVersion::V0_2));
+        // A patch this host does not know yet is not assumed compatible.
+        assert_eq!(ApiVersion::for_version("0.2.1"), None);
+        assert_eq!(ApiVersion::for_version("0.3.0"), None);
         assert_eq!(ApiVersion::for_version("1.0.0"), None);
         assert_eq!(ApiVersion::for_version("0.0.9"), None);
         assert_eq!(ApiVersion::for_version("zero"), None);
-        assert_eq!(ApiVersion::supported_range(), "0.1.0–0.1.x");
+        assert_eq!(ApiVersion::supported_range(), "0.1.0–0.2.x");
+        assert_eq!(ApiVersion::V0_2.to_string(), "0.2");
     }
 
     #[test]

@@ -39,7 +39,10 @@ fn malformed(what: String) -> Invalid {
 }
 
 /// Checks a page's size before converting it.
-fn check_page(items: usize, text_bytes: usize) -> Result<(), Invalid> {
+///
+/// # Errors
+/// [`Invalid::TooLarge`] over a limit.
+pub fn check_page(items: usize, text_bytes: usize) -> Result<(), Invalid> {
     if items > MAX_PAGE_ITEMS {
         return Err(Invalid::TooLarge(format!(
             "a page of {items} items; the limit is {MAX_PAGE_ITEMS} (return smaller pages)"
@@ -166,6 +169,7 @@ pub fn companies(page: wit_psa::CompanyPage) -> Result<Page<Company>, Invalid> {
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
+        skipped: Vec::new(),
     })
 }
 
@@ -232,6 +236,7 @@ pub fn contracts(page: wit_psa::ContractPage) -> Result<Page<Contract>, Invalid>
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
+        skipped: Vec::new(),
     })
 }
 
@@ -284,6 +289,7 @@ pub fn services(page: wit_psa::ServicePage) -> Result<Page<ServiceLine>, Invalid
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
+        skipped: Vec::new(),
     })
 }
 
@@ -325,10 +331,13 @@ pub fn planned_calls(calls: Vec<wit_psa::PlannedCall>) -> Vec<PlannedCall> {
 /// # Errors
 /// [`Invalid`] when the read-back line is malformed.
 pub fn write_outcome(result: wit_psa::WriteResult) -> Result<WriteOutcome, Invalid> {
+    let line = service(result.line, 0)?;
+    let terms = crate::wit::since_v0_2_0::convert::derived_terms(line);
     Ok(WriteOutcome {
         record_ids: result.record_ids,
         changed: result.changed,
-        line: service(result.line, 0)?,
+        line: terms.line,
+        line_terms: terms.terms,
         notes: result.notes,
     })
 }
@@ -368,6 +377,7 @@ pub fn accounts(
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
+        skipped: Vec::new(),
     })
 }
 
@@ -448,6 +458,7 @@ pub fn usage(
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
+        skipped: Vec::new(),
     })
 }
 
