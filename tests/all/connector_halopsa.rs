@@ -3,11 +3,13 @@
 //! (client contracts merged with their recurring invoices), statuses,
 //! `updatelines` write-back with idempotency, adding a catalogue item as a
 //! recurring invoice line, dry runs (also on a fresh session, which
-//! fetches its token while planning). Faults: `connector_faults`.
+//! fetches its token while planning), Halo's real field names and sentinel
+//! dates, lines read when lists omit them, one token per token lifetime and
+//! a revoked token refreshed once. Faults: `connector_faults`.
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use trueup_conformance::psa::{
@@ -485,7 +487,7 @@ async fn lines_of(emulator: &Emulator, contract: &str, identifier: &str) -> Vec<
         .expect("invoices")
         .iter()
         .flat_map(|i| i["lines"].as_array().cloned().unwrap_or_default())
-        .filter(|l| l["item_shortdescription"] == identifier)
+        .filter(|l| l["item_code"] == identifier)
         .collect()
 }
 
@@ -602,6 +604,12 @@ async fn the_plan_of_an_add_on_a_fresh_session_lists_the_exact_calls_and_writes_
     let body: Value = serde_json::from_str(plan[2].body.as_deref().expect("body")).expect("JSON");
     let ihid = body[0]["ihid"].as_i64().expect("ihid");
     assert_eq!(body[0]["qty_order"], 2);
+    // Halo's names for a new line: `_itemid` and `startdate`.
+    assert!(
+        body[0]["_itemid"].is_i64() && body[0]["startdate"].is_string(),
+        "{body}"
+    );
+    assert!(body[0].get("item_id").is_none() && body[0].get("start_date").is_none());
     assert_eq!(
         body[0]["unit_price"].to_string().parse::<Decimal>().ok(),
         Some(Decimal::new(product.unit_price_cents, 2))
@@ -626,4 +634,188 @@ async fn the_plan_of_an_add_on_a_fresh_session_lists_the_exact_calls_and_writes_
         .expect("plan again");
     let methods: Vec<&str> = replan.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET"], "{replan:#?}");
+}
+
+/// Lines served only by the single GET (a Halo version that ignores
+/// `includelines`): the connector reads each invoice singly and finds every
+/// line, never an empty contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_are_read_when_the_list_omits_them() {
+    let mut settings = pinned();
+    settings.halopsa.lines_in_lists = false;
+    let emulator = emulator(40, settings).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("full sync");
+    let plans = plans(&emulator.world, as_of());
+    let main_lines: usize = plans
+        .iter()
+        .map(|p| {
+            p.lines.len() + usize::from(p.replaced.is_some()) + usize::from(p.no_charge.is_some())
+        })
+        .sum();
+    assert!(
+        synced.lines.len() >= main_lines,
+        "{} lines, {main_lines} on main contracts",
+        synced.lines.len()
+    );
+    assert!(
+        emulator.count("GET /api/RecurringInvoice/2000") >= 1,
+        "read singly"
+    );
+    for plan in plans.iter().step_by(7) {
+        let company = synced
+            .companies
+            .iter()
+            .find(|c| c.name == emulator.world.customers[plan.customer].name)
+            .expect("company");
+        let main = synced
+            .contracts
+            .iter()
+            .find(|c| {
+                c.company_id == company.id
+                    && c.contract_type == "Managed Services"
+                    && c.status == ContractStatus::Active
+            })
+            .expect("main contract");
+        let mut got: Vec<Row> = synced
+            .lines
+            .iter()
+            .filter(|l| l.contract_id == main.id)
+            .map(row)
+            .collect();
+        got.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(got, expected_main(plan));
+    }
+}
+
+/// Open-ended contracts, invoices and lines carry Halo's zero date
+/// (`1900-01-01T00:00:00`): read as no date, never as an end before the
+/// start; the product is the item (its code and `_itemid`), not the
+/// editable description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_dates_are_no_dates_and_products_are_catalogue_items() {
+    let emulator = emulator(30, pinned()).await;
+    let connection = connect(&emulator, &[], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("full sync");
+    let open: Vec<_> = synced
+        .contracts
+        .iter()
+        .filter(|c| c.status == ContractStatus::Active)
+        .collect();
+    assert!(!open.is_empty());
+    assert!(
+        open.iter().all(|c| c.end_date.is_none()),
+        "open-ended contracts have no end"
+    );
+    assert!(
+        open.iter()
+            .all(|c| c.start_date.is_some_and(|s| s.year() > 1900))
+    );
+    assert!(synced.lines.iter().any(|l| l.cancelled_date.is_none()));
+    assert!(
+        synced
+            .lines
+            .iter()
+            .all(|l| l.cancelled_date.is_none_or(|d| d.year() > 1900))
+    );
+    for line in &synced.lines {
+        let product = trueup_emulators::catalog::PRODUCTS
+            .iter()
+            .find(|p| p.identifier == line.product_identifier.as_str())
+            .expect("every line is a catalogue item by its code");
+        assert_eq!(
+            line.product_id,
+            halo::data::item_id(product).to_string(),
+            "the product id is the item id"
+        );
+    }
+}
+
+async fn expire_tokens(emulator: &Emulator) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/_emulator/halopsa/expire-tokens",
+            emulator.base()
+        ))
+        .send()
+        .await
+        .expect("expire tokens");
+    assert!(response.status().is_success());
+}
+
+/// A token living 30 s is reused for its life (renewed 3 s early, not
+/// 60 s early, which made every short token look expired and cost a token
+/// request per read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sync_asks_for_at_most_one_token_per_token_lifetime() {
+    let lifetime = std::time::Duration::from_secs(30);
+    let mut settings = pinned();
+    settings.halopsa.token_lifetime = lifetime;
+    let emulator = emulator(200, settings).await;
+    let connection = connect(&emulator, &[("page_size", "20")], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    let started = std::time::Instant::now();
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("full sync");
+    let elapsed = started.elapsed();
+    let tokens = emulator.count("POST /auth/token");
+    let total = emulator.running.faults.stats().total;
+    // Renewed at 27 s of each 30 s life: one token per 27 s of sync.
+    let allowed = elapsed.as_secs() / 27 + 1;
+    assert!(
+        tokens <= allowed,
+        "{tokens} token requests in a {elapsed:?} sync of {} companies ({total} requests); at most {allowed}",
+        synced.companies.len()
+    );
+    assert!(total > 20 * tokens, "{tokens} tokens for {total} requests");
+}
+
+/// A token revoked mid-sync (Halo answers 401): one new token, the refused
+/// read sent again, the sync finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expired_mid_sync_is_refreshed_once_and_the_sync_finishes() {
+    let emulator = emulator(40, pinned()).await;
+    let connection = connect(&emulator, &[("page_size", "10")], LimitSettings::default());
+    let mut session = connection.session().expect("session");
+    session.list_companies(None).await.expect("first page");
+    assert_eq!(emulator.count("POST /auth/token"), 1);
+    expire_tokens(&emulator).await;
+    let synced = full_sync(&mut session, &all_contracts())
+        .await
+        .expect("the sync finishes");
+    assert_eq!(emulator.count("POST /auth/token"), 2, "one refresh");
+    assert!(!synced.lines.is_empty());
+}
+
+/// Requests of one sync of the demo world (`trueup demo`: 120 customers,
+/// seed 42), tokens among them, at Halo's hour-long tokens and at 30 s
+/// tokens; printed for the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_sync_of_the_demo_world() {
+    for lifetime in [3600, 30] {
+        let mut settings = pinned();
+        settings.halopsa.token_lifetime = std::time::Duration::from_secs(lifetime);
+        let emulator = Emulator::start(trueup_emulators::Kind::HaloPsa, 42, 120, settings).await;
+        let connection = connect(&emulator, &[], LimitSettings::default());
+        let mut session = connection.session().expect("session");
+        let synced = full_sync(&mut session, &all_contracts())
+            .await
+            .expect("full sync");
+        let stats = emulator.running.faults.stats();
+        let tokens = emulator.count("POST /auth/token");
+        println!(
+            "halopsa demo world, {lifetime} s tokens: {} companies, {} lines, {} requests, {tokens} token requests",
+            synced.companies.len(),
+            synced.lines.len(),
+            stats.total
+        );
+        assert_eq!(tokens, 1, "{stats:?}");
+    }
 }

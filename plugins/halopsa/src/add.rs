@@ -14,10 +14,13 @@
 //!    other billed line of the item still billing on or after `e` is
 //!    refused (409, not retryable): adding would bill the item twice, so
 //!    the approval has to change that line after a re-sync.
-//! 2. `GET /api/Item?search=…` (paged): the catalogue item whose `name` is
-//!    the identifier, its `baseprice` and `costprice`.
-//! 3. `POST /api/RecurringInvoice/Lines` with `[{"ihid", "item_id",
-//!    "qty_order", "unit_price", "unit_cost", "start_date"}]`.
+//! 2. The catalogue item, its `baseprice` and `costprice`: `GET
+//!    /api/Item/{id}` when the identifier is an item id, else `GET
+//!    /api/Item?search=…` (paged) for the one item whose `name` is the
+//!    identifier (the code lines carry as `item_code`).
+//! 3. `POST /api/RecurringInvoice/Lines` with `[{"ihid", "_itemid",
+//!    "qty_order", "unit_price", "unit_cost", "startdate"}]` (a new line
+//!    names its item as `_itemid`).
 //! 4. `GET /api/RecurringInvoice/{ihid}` reads the new line back (by the id
 //!    the POST answered); it must have the new quantity.
 
@@ -28,7 +31,8 @@ use trueup_connector::plan::{Calls, Step, json_number, line_to_add, one_catalogu
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{QuantityChange, WriteResult};
 use trueup_connector::readback::ReadBack;
-use trueup_connector::values::{date_to_iso, days_from_civil, opt_date};
+use trueup_connector::tolerant::opt_date;
+use trueup_connector::values::{date_to_iso, days_from_civil};
 
 use crate::api::{Client, ListPage, list};
 use crate::invoices_of;
@@ -44,7 +48,7 @@ const MAX_ITEM_PAGES: u32 = 20;
 /// from `effective` on: a non-zero price and no end date before it.
 fn bills_from(line: &HaloLine, effective: i64) -> Result<bool, ConnectorError> {
     Ok(!line.unit_price.unwrap_or_default().is_zero()
-        && opt_date(line.end_date.as_deref())?.is_none_or(|e| days_from_civil(&e) >= effective))
+        && opt_date(line.enddate.as_deref())?.is_none_or(|e| days_from_civil(&e) >= effective))
 }
 
 /// Whether `line` already is the line asked for: billed, the new quantity,
@@ -52,13 +56,13 @@ fn bills_from(line: &HaloLine, effective: i64) -> Result<bool, ConnectorError> {
 fn holds(line: &HaloLine, new: Decimal, effective: i64) -> Result<bool, ConnectorError> {
     Ok(!line.unit_price.unwrap_or_default().is_zero()
         && line.qty_order == new
-        && opt_date(line.end_date.as_deref())?.is_none()
-        && opt_date(line.start_date.as_deref())?.is_none_or(|s| days_from_civil(&s) <= effective))
+        && opt_date(line.enddate.as_deref())?.is_none()
+        && opt_date(line.startdate.as_deref())?.is_none_or(|s| days_from_civil(&s) <= effective))
 }
 
 /// When `line` starts billing, for messages.
 fn starts(line: &HaloLine) -> Result<String, ConnectorError> {
-    Ok(opt_date(line.start_date.as_deref())?
+    Ok(opt_date(line.startdate.as_deref())?
         .map_or_else(|| "the invoice's start".to_owned(), |d| date_to_iso(&d)))
 }
 
@@ -72,6 +76,27 @@ fn catalogue_item(
     calls: &mut Calls,
     name: &str,
 ) -> Result<HaloItem, ConnectorError> {
+    // An identifier that is an item id (a line of no item code is
+    // identified by its `_itemid`) is looked up by id.
+    if let Ok(id) = name.trim().parse::<i64>() {
+        let url = client.api(&format!("/Item/{id}"));
+        let item: HaloItem = calls
+            .read(
+                Step::get(
+                    &url,
+                    format!("look up catalogue item {id} for its price and cost"),
+                ),
+                |r| client.send(r),
+            )?
+            .json()?;
+        if item.inactive {
+            return Err(ConnectorError::NotFound(format!(
+                "GET {url}: HaloPSA item {id} ({}) is inactive; reactivate it or map the vendor SKU to an active item",
+                item.name
+            )));
+        }
+        return Ok(item);
+    }
     let base = with_query(&client.api("/Item"), &[("search", name), ("order", "id")]);
     let mut found: Vec<HaloItem> = Vec::new();
     for page in 1..=MAX_ITEM_PAGES {
@@ -145,11 +170,7 @@ pub fn run(
     let switched_on: Vec<&HaloInvoice> = invoices.iter().filter(|i| !i.disabled).collect();
     let mut notes = Vec::new();
     for invoice in &switched_on {
-        for line in invoice
-            .lines
-            .iter()
-            .filter(|l| l.identifier().eq_ignore_ascii_case(name))
-        {
+        for line in invoice.lines().iter().filter(|l| l.is_item(name)) {
             if holds(line, new, from)? {
                 if calls.planning() {
                     return Ok(None);
@@ -171,11 +192,7 @@ pub fn run(
         }
     }
     for invoice in &switched_on {
-        for line in invoice
-            .lines
-            .iter()
-            .filter(|l| l.identifier().eq_ignore_ascii_case(name))
-        {
+        for line in invoice.lines().iter().filter(|l| l.is_item(name)) {
             if bills_from(line, from)? {
                 return Err(refusal(
                     409,
@@ -211,11 +228,11 @@ pub fn run(
     let cost = item.costprice.unwrap_or_default();
     let body = json!([{
         "ihid": invoice.id,
-        "item_id": item.id,
+        "_itemid": item.id,
         "qty_order": json_number(new)?,
         "unit_price": json_number(price)?,
         "unit_cost": json_number(cost)?,
-        "start_date": format!("{}T00:00:00", date_to_iso(&effective)),
+        "startdate": format!("{}T00:00:00", date_to_iso(&effective)),
     }]);
     let created = calls.write(
         Step::post(
@@ -268,7 +285,7 @@ pub fn run(
     })?;
     let written: HaloInvoice = response.json()?;
     let line = written
-        .lines
+        .lines()
         .iter()
         .find(|l| l.id == created_id)
         .ok_or_else(|| {
@@ -281,15 +298,15 @@ pub fn run(
     check.unit_price(line.unit_price, Some(price));
     check.date(
         "start date",
-        opt_date(line.start_date.as_deref())?,
+        opt_date(line.startdate.as_deref())?,
         Some(effective),
     );
     check.finish()?;
-    if opt_date(line.end_date.as_deref())?.is_some() {
+    if opt_date(line.enddate.as_deref())?.is_some() {
         return Err(ConnectorError::Internal(format!(
             "GET {invoice_url}: line {created_id} has quantity {} ending {}, not quantity {} with no end",
             line.qty_order.normalize(),
-            line.end_date.as_deref().unwrap_or("never"),
+            line.enddate.as_deref().unwrap_or("never"),
             new.normalize()
         )));
     }

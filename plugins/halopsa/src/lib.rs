@@ -11,13 +11,15 @@
 //!   order alongside (`GET /api/RecurringInvoice?order=contract_id&order2=id`,
 //!   without lines): a merge of two sorted listings, so memory stays bounded
 //!   by two pages and the cursor holds both positions. The filter's types
-//!   are Halo contract type names (`contract_type`), matched here; without
+//!   are Halo contract type names (`contracttype_name`), matched here; without
 //!   `active-only`, inactive, cancelled and expired contracts are listed too.
 //!   Recurring invoices linked to no contract are counted and reported in
 //!   the log: their lines cannot be reconciled until they are linked.
 //! - `list-services`: for each contract id given, `GET
 //!   /api/RecurringInvoice?contract_id={id}&includelines=true` (paged): the
-//!   lines of its recurring invoices. A call returns about `lines_per_call`
+//!   lines of its recurring invoices; an invoice answered without `lines`
+//!   is read singly (`GET /api/RecurringInvoice/{id}?includedetails=true`),
+//!   and one that has none even then fails the call by name. A call returns about `lines_per_call`
 //!   lines and makes at most `requests_per_call` requests; the cursor says
 //!   which contract comes next.
 //! - `plan-quantity-change` / `apply-quantity-change`: see [`write`]
@@ -110,6 +112,11 @@ pub(crate) fn invoices_of(
         if served < INVOICES_PAGE as usize
             || u64::from(page) * u64::from(INVOICES_PAGE) >= answer.record_count
         {
+            for invoice in &mut all {
+                if invoice.lines.is_none() {
+                    *invoice = invoice_with_lines(client, invoice.id, &mut fetch)?;
+                }
+            }
             return Ok(all);
         }
     }
@@ -117,6 +124,33 @@ pub(crate) fn invoices_of(
         "contract {contract} has more than {} recurring invoices",
         MAX_INVOICE_PAGES * INVOICES_PAGE
     )))
+}
+
+/// Recurring invoice `id` read singly with its lines
+/// (`GET /api/RecurringInvoice/{id}?includedetails=true`): for an invoice a
+/// list answered without `lines` although they were asked for (versions
+/// that ignore `includelines`).
+///
+/// # Errors
+/// What `fetch` returns; `internal` when the single read has no `lines`
+/// either: the contract's services cannot be read, and an empty contract
+/// must not be reported in their place.
+fn invoice_with_lines(
+    client: &Client,
+    id: i64,
+    fetch: &mut impl FnMut(String) -> Result<Response, ConnectorError>,
+) -> Result<HaloInvoice, ConnectorError> {
+    let url = with_query(
+        &client.api(&format!("/RecurringInvoice/{id}")),
+        &[("includedetails", "true")],
+    );
+    let invoice: HaloInvoice = fetch(url.clone())?.json()?;
+    if invoice.lines.is_none() {
+        return Err(ConnectorError::Internal(format!(
+            "GET {url}: HaloPSA answered recurring invoice {id} without its lines, in the list (includelines=true) and read singly; its services cannot be read, so the sync stops rather than report the contract empty"
+        )));
+    }
+    Ok(invoice)
 }
 
 /// Where the client listing stands.
@@ -333,7 +367,7 @@ impl psa::Guest for HaloPsa {
             .collect();
         let mut items = Vec::with_capacity(contracts.items.len());
         for contract in &contracts.items {
-            let kind = contract.contract_type.as_deref().unwrap_or_default();
+            let kind = contract.contracttype_name.as_deref().unwrap_or_default();
             if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(kind.trim())) {
                 continue;
             }
@@ -393,7 +427,7 @@ impl psa::Guest for HaloPsa {
                 client.get(&url)
             })?;
             for invoice in &invoices {
-                for line in &invoice.lines {
+                for line in invoice.lines() {
                     items.push(line.to_wit(id, invoice.disabled)?);
                 }
             }
@@ -439,7 +473,7 @@ impl psa::Guest for HaloPsa {
         let line = record_id("recurring invoice line", &line_id)?;
         let invoices = invoices_of(&client, contract, |url| client.get(&url))?;
         for invoice in &invoices {
-            if let Some(found) = invoice.lines.iter().find(|l| l.id == line) {
+            if let Some(found) = invoice.lines().iter().find(|l| l.id == line) {
                 return found.to_wit(&contract_id, invoice.disabled);
             }
         }

@@ -1,12 +1,19 @@
-//! HaloPSA records as the API serves them (lower-case, underscore names;
-//! dates without an offset, `2025-01-01T00:00:00`) and their mapping to the
-//! WIT records. Unknown fields are ignored.
+//! HaloPSA records as the API serves them and their mapping to the WIT
+//! records. Field names are Halo's own, from its published API description
+//! (the `InvoiceHeader`, `InvoiceDetail`, `ContractHeader` and `Item`
+//! models; see `docs/connectors/halopsa.md`): lower-case, mostly without
+//! underscores (`startdate`, `nextcreationdate`, `periodname`), dates
+//! without an offset (`2025-01-01T00:00:00`). Unknown fields are ignored;
+//! ids and codes are read whether Halo sends them as numbers or strings,
+//! and sentinel dates (`1900-01-01T00:00:00`) as absent
+//! ([`trueup_connector::tolerant`]).
 //!
 //! A Trueup contract is a Halo client contract (`/api/ClientContract`); its
 //! billing comes from the recurring invoices linked to it (`contract_id`):
-//! their `frequency` is the cycle, `bill_in_advance` the timing, and their
-//! lines the recurring services. A contract with no recurring invoice bills
-//! nothing recurring (cycle `none`).
+//! their `period` (an integer code, with its display name `periodname`) is
+//! the cycle, and their lines the recurring services. The contract's
+//! `onlybillatendofperiod` says arrears. A contract with no recurring
+//! invoice bills nothing recurring (cycle `none`).
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -14,15 +21,17 @@ use trueup_connector::prelude::*;
 use trueup_connector::psa::{
     BillingCycle, BillingTiming, Company, Contract, ContractStatus, RecurringService,
 };
-use trueup_connector::values::{self, days_from_civil, opt_date};
+use trueup_connector::tolerant::{self, opt_date};
+use trueup_connector::values::{self, days_from_civil};
 
 /// `/api/Client` record.
 #[derive(Debug, Deserialize)]
 pub struct HaloClient {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     inactive: bool,
     #[serde(default)]
     website: Option<String>,
@@ -30,20 +39,23 @@ pub struct HaloClient {
     toplevel_name: Option<String>,
 }
 
-/// `/api/ClientContract` record.
+/// `/api/ClientContract` record (Halo's `ContractHeader`).
 #[derive(Debug, Deserialize)]
 pub struct HaloContract {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// The client.
+    #[serde(deserialize_with = "tolerant::id")]
     pub client_id: i64,
     #[serde(default, rename = "ref")]
     reference: Option<String>,
     /// The contract type's name.
     #[serde(default)]
-    pub contract_type: Option<String>,
+    pub contracttype_name: Option<String>,
+    /// The billing period's name.
     #[serde(default)]
-    billing_period: Option<String>,
+    billing_period_string: Option<String>,
     #[serde(default)]
     start_date: Option<String>,
     #[serde(default)]
@@ -51,46 +63,65 @@ pub struct HaloContract {
     /// Whether it is active.
     #[serde(default)]
     pub active: Option<bool>,
+    /// Billed at the end of each period (in arrears).
+    #[serde(default, deserialize_with = "tolerant::flag")]
+    onlybillatendofperiod: bool,
 }
 
-/// `/api/RecurringInvoice` record (`lines` only with `includelines=true`).
+/// `/api/RecurringInvoice` record (Halo's `InvoiceHeader`; `lines` only
+/// when asked for with `includelines=true`, and `None` when the answer has
+/// no `lines` at all, which is not the same as an invoice without lines).
 #[derive(Debug, Deserialize)]
 pub struct HaloInvoice {
     /// Id (`ihid` on its lines).
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// The linked client contract.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::opt_id")]
     pub contract_id: Option<i64>,
     #[serde(default)]
     reference: Option<String>,
+    /// The schedule's period code (an integer; read as text).
+    #[serde(default, deserialize_with = "tolerant::opt_text")]
+    period: Option<String>,
+    /// The period's display name, e.g. `Monthly`.
     #[serde(default)]
-    frequency: Option<String>,
+    periodname: Option<String>,
     #[serde(default)]
-    bill_in_advance: Option<bool>,
+    enddate: Option<String>,
     #[serde(default)]
-    end_date: Option<String>,
-    #[serde(default)]
-    next_creation_date: Option<String>,
+    nextcreationdate: Option<String>,
     /// Whether the schedule is switched off.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     pub disabled: bool,
-    /// Its lines.
+    /// Its lines, when the answer carries them.
     #[serde(default)]
-    pub lines: Vec<HaloLine>,
+    pub lines: Option<Vec<HaloLine>>,
 }
 
-/// A recurring invoice line.
+impl HaloInvoice {
+    /// Its lines (none when the answer carried none).
+    pub fn lines(&self) -> &[HaloLine] {
+        self.lines.as_deref().unwrap_or_default()
+    }
+}
+
+/// A recurring invoice line (Halo's `InvoiceDetail`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct HaloLine {
     /// Id.
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
     /// The recurring invoice.
+    #[serde(deserialize_with = "tolerant::id")]
     pub ihid: i64,
-    #[serde(default)]
-    item_id: Option<i64>,
+    /// The catalogue item (`_itemid`).
+    #[serde(default, rename = "_itemid", deserialize_with = "tolerant::opt_id")]
+    pub item_id: Option<i64>,
+    /// The catalogue item's code, copied onto the line.
     #[serde(default)]
     item_code: Option<String>,
-    /// The short description: the catalogue identifier unless edited.
+    /// The short description: free text, editable per line.
     #[serde(default)]
     pub item_shortdescription: Option<String>,
     #[serde(default)]
@@ -105,10 +136,10 @@ pub struct HaloLine {
     unit_cost: Option<Decimal>,
     /// First day billed.
     #[serde(default)]
-    pub start_date: Option<String>,
+    pub startdate: Option<String>,
     /// Last day billed (inclusive).
     #[serde(default)]
-    pub end_date: Option<String>,
+    pub enddate: Option<String>,
     #[serde(default)]
     nominal_code: Option<String>,
 }
@@ -117,10 +148,10 @@ pub struct HaloLine {
 /// it is billed at.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HaloItem {
-    /// Id (`item_id` on lines).
+    /// Id (`_itemid` on lines).
+    #[serde(deserialize_with = "tolerant::id")]
     pub id: i64,
-    /// The name: a new line's short description, the identifier vendor
-    /// SKUs are mapped to.
+    /// The name, which lines carry as their `item_code`.
     pub name: String,
     /// Price per unit.
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
@@ -129,7 +160,7 @@ pub struct HaloItem {
     #[serde(default, with = "rust_decimal::serde::arbitrary_precision_option")]
     pub costprice: Option<Decimal>,
     /// Whether it was retired.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tolerant::flag")]
     pub inactive: bool,
 }
 
@@ -171,20 +202,87 @@ impl HaloClient {
     }
 }
 
-/// A recurring invoice `frequency` as a WIT cycle.
-pub fn billing_cycle(frequency: Option<&str>) -> BillingCycle {
-    let Some(name) = frequency.map(str::trim).filter(|f| !f.is_empty()) else {
-        return BillingCycle::None;
-    };
-    match name.to_ascii_lowercase().as_str() {
-        "monthly" => BillingCycle::Monthly,
-        "quarterly" => BillingCycle::Quarterly,
-        "six monthly" | "half yearly" | "half-yearly" | "semi-annual" | "semi-annually" => {
-            BillingCycle::SemiAnnual
+/// A billing cycle, comparable (the WIT type is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cycle {
+    OneTime,
+    Monthly,
+    Quarterly,
+    SemiAnnual,
+    Annual,
+}
+
+impl Cycle {
+    fn wit(self) -> BillingCycle {
+        match self {
+            Cycle::OneTime => BillingCycle::OneTime,
+            Cycle::Monthly => BillingCycle::Monthly,
+            Cycle::Quarterly => BillingCycle::Quarterly,
+            Cycle::SemiAnnual => BillingCycle::SemiAnnual,
+            Cycle::Annual => BillingCycle::Annual,
         }
-        "yearly" | "annually" | "annual" => BillingCycle::Annual,
-        "one time" | "one-time" | "once" => BillingCycle::OneTime,
-        _ => BillingCycle::Other(name.to_owned()),
+    }
+}
+
+/// Halo's integer `period` codes as cycles: 0 one time, 2 monthly, 3
+/// quarterly, 4 six-monthly, 5 yearly. Halo's API description types
+/// `period` as an integer without listing its values, and none of our
+/// sources does [I]: this is the table the emulator serves and
+/// `docs/connectors/halopsa.md` documents. Codes outside it are not guessed
+/// (see [`billing_cycle`]).
+fn cycle_of_code(code: i64) -> Option<Cycle> {
+    match code {
+        0 => Some(Cycle::OneTime),
+        2 => Some(Cycle::Monthly),
+        3 => Some(Cycle::Quarterly),
+        4 => Some(Cycle::SemiAnnual),
+        5 => Some(Cycle::Annual),
+        _ => None,
+    }
+}
+
+fn cycle_named(name: &str) -> Option<Cycle> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "monthly" | "month" | "every month" => Some(Cycle::Monthly),
+        "quarterly" | "quarter" | "every 3 months" => Some(Cycle::Quarterly),
+        "six monthly" | "six-monthly" | "half yearly" | "half-yearly" | "semi-annual"
+        | "semi-annually" | "every 6 months" => Some(Cycle::SemiAnnual),
+        "yearly" | "annually" | "annual" | "year" | "every 12 months" => Some(Cycle::Annual),
+        "one time" | "one-time" | "once" => Some(Cycle::OneTime),
+        _ => None,
+    }
+}
+
+/// A recurring invoice's cycle from its `period` code and `periodname`.
+///
+/// Strict where the sources are silent: the name and the code must agree
+/// when both are known; a code outside the table of `cycle_of_code` with no known name,
+/// or a name and a code that disagree, is `other` (shown, never billed as
+/// if monthly); no period at all is `none`.
+pub fn billing_cycle(period: Option<&str>, name: Option<&str>) -> BillingCycle {
+    let period = period.map(str::trim).filter(|p| !p.is_empty());
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    // A number is a code; some versions send the period as its name.
+    let (code, by_code) = match period {
+        Some(text) => match text.parse::<i64>() {
+            Ok(code) => (Some(code), cycle_of_code(code)),
+            Err(_) => (None, cycle_named(text)),
+        },
+        None => (None, None),
+    };
+    let by_name = name.and_then(cycle_named);
+    match (by_code, by_name) {
+        (Some(a), Some(b)) if a == b => a.wit(),
+        (Some(a), None) if name.is_none() => a.wit(),
+        (None, Some(b)) if code.is_none() => b.wit(),
+        _ => match (period, name) {
+            (None, None) => BillingCycle::None,
+            (period, name) => BillingCycle::Other(format!(
+                "period {} ({})",
+                period.unwrap_or("none"),
+                name.unwrap_or("no name")
+            )),
+        },
     }
 }
 
@@ -212,7 +310,7 @@ impl HaloContract {
         let before = |d: &Option<Date>| d.as_ref().is_some_and(|d| day(d) < day(as_of));
         let mut invoices_ended = !invoices.is_empty();
         for invoice in invoices {
-            invoices_ended &= before(&opt_date(invoice.end_date.as_deref())?);
+            invoices_ended &= before(&opt_date(invoice.enddate.as_deref())?);
         }
         let all_disabled = !invoices.is_empty() && invoices.iter().all(|i| i.disabled);
         let ended = before(&end) || invoices_ended;
@@ -230,14 +328,15 @@ impl HaloContract {
         // The invoice that bills: the first one switched on, else the first.
         let billing = invoices.iter().find(|i| !i.disabled).or(invoices.first());
         let cycle = billing.map_or(BillingCycle::None, |i| {
-            billing_cycle(i.frequency.as_deref())
+            billing_cycle(i.period.as_deref(), i.periodname.as_deref())
         });
-        let timing = match billing.and_then(|i| i.bill_in_advance) {
-            Some(false) => BillingTiming::Arrears,
-            _ => BillingTiming::Advance,
+        let timing = if self.onlybillatendofperiod {
+            BillingTiming::Arrears
+        } else {
+            BillingTiming::Advance
         };
         let mut attributes = Vec::new();
-        if let Some(period) = &self.billing_period {
+        if let Some(period) = &self.billing_period_string {
             attributes.push(("billing-period".to_owned(), period.clone()));
         }
         attributes.push((
@@ -248,8 +347,12 @@ impl HaloContract {
                 .collect::<Vec<_>>()
                 .join(","),
         ));
-        if let Some(next) = billing.and_then(|i| i.next_creation_date.clone()) {
-            attributes.push(("next-creation-date".to_owned(), next));
+        if let Some(next) = billing
+            .map(|i| opt_date(i.nextcreationdate.as_deref()))
+            .transpose()?
+            .flatten()
+        {
+            attributes.push(("next-creation-date".to_owned(), values::date_to_iso(&next)));
         }
         if invoices.len() > 1 {
             attributes.push((
@@ -271,7 +374,7 @@ impl HaloContract {
             id: self.id.to_string(),
             company_id: self.client_id.to_string(),
             name,
-            contract_type: self.contract_type.clone().unwrap_or_default(),
+            contract_type: self.contracttype_name.clone().unwrap_or_default(),
             status,
             billing_cycle: cycle,
             start_date: start,
@@ -286,14 +389,28 @@ impl HaloContract {
 }
 
 impl HaloLine {
-    /// The catalogue identifier vendor SKUs map to: the short description
-    /// (the item's name unless edited), else the item code.
+    /// The catalogue identifier vendor SKUs map to: the catalogue item's
+    /// code (`item_code`), else its id (`_itemid`). Never the short
+    /// description: that is free text, edited per line, so one item would
+    /// get a different identifier on each line. A line of no catalogue item
+    /// has none.
     pub fn identifier(&self) -> String {
-        self.item_shortdescription
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| self.item_code.clone())
+        self.item_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .or_else(|| self.item_id.map(|i| i.to_string()))
             .unwrap_or_default()
+    }
+
+    /// Whether this line is of the catalogue item `identifier` (its code, or
+    /// its id written as a number).
+    pub fn is_item(&self, identifier: &str) -> bool {
+        let wanted = identifier.trim();
+        !wanted.is_empty()
+            && (self.identifier().eq_ignore_ascii_case(wanted)
+                || self.item_id.is_some_and(|i| i.to_string() == wanted))
     }
 
     /// The WIT line on `contract`. A line at a zero price (a courtesy line)
@@ -309,6 +426,9 @@ impl HaloLine {
         let price = self.unit_price.unwrap_or_default();
         let identifier = self.identifier();
         let mut attributes = vec![("ihid".to_owned(), self.ihid.to_string())];
+        if self.item_id.is_none() {
+            attributes.push(("no-catalogue-item".to_owned(), "true".to_owned()));
+        }
         if let Some(code) = &self.nominal_code {
             attributes.push(("nominal-code".to_owned(), code.clone()));
         }
@@ -323,16 +443,17 @@ impl HaloLine {
             contract_id: contract.to_owned(),
             product_id: self.item_id.map(|i| i.to_string()).unwrap_or_default(),
             description: self
-                .item_longdescription
+                .item_shortdescription
                 .clone()
+                .or_else(|| self.item_longdescription.clone())
                 .filter(|d| !d.trim().is_empty())
                 .unwrap_or_else(|| identifier.clone()),
             product_identifier: identifier,
             quantity: values::decimal(self.qty_order)?,
             unit_price: values::decimal(price)?,
             unit_cost: values::decimal(self.unit_cost.unwrap_or_default())?,
-            effective_date: opt_date(self.start_date.as_deref())?,
-            cancelled_date: opt_date(self.end_date.as_deref())?,
+            effective_date: opt_date(self.startdate.as_deref())?,
+            cancelled_date: opt_date(self.enddate.as_deref())?,
             billable: !price.is_zero() && !invoice_disabled,
             attributes,
         })
@@ -351,19 +472,27 @@ mod tests {
         }
     }
 
-    fn contract(active: bool, end: Option<&str>) -> HaloContract {
+    fn contract(active: bool, end: Option<&str>, arrears: bool) -> HaloContract {
         serde_json::from_value(serde_json::json!({
-            "id": 500, "client_id": 100, "ref": "CON-500", "contract_type": "Managed Services",
-            "billing_period": "Monthly", "start_date": "2024-01-01T00:00:00",
-            "end_date": end, "active": active
+            "id": 500, "client_id": "100", "ref": "CON-500", "contracttype_name": "Managed Services",
+            "billing_period_string": "Monthly", "start_date": "2024-01-01T00:00:00",
+            "end_date": end.unwrap_or("1900-01-01T00:00:00"), "active": active,
+            "onlybillatendofperiod": arrears
         }))
         .expect("contract JSON")
     }
 
-    fn invoice(frequency: &str, advance: bool, disabled: bool, end: Option<&str>) -> HaloInvoice {
+    fn invoice(
+        period: serde_json::Value,
+        name: &str,
+        disabled: bool,
+        end: Option<&str>,
+    ) -> HaloInvoice {
         serde_json::from_value(serde_json::json!({
-            "id": 2000, "contract_id": 500, "reference": "Monthly", "frequency": frequency,
-            "bill_in_advance": advance, "disabled": disabled, "end_date": end
+            "id": 2000, "contract_id": 500, "reference": "Monthly", "period": period,
+            "periodname": name, "disabled": disabled,
+            "enddate": end.unwrap_or("1900-01-01T00:00:00"),
+            "nextcreationdate": "1900-01-01T00:00:00"
         }))
         .expect("invoice JSON")
     }
@@ -371,48 +500,64 @@ mod tests {
     #[test]
     fn status_cycle_and_timing_come_from_contract_and_invoices() {
         let past = Some("2026-06-30T00:00:00");
+        let m = || serde_json::json!(2);
         let cases = [
             (
-                contract(true, None),
-                vec![invoice("Monthly", true, false, None)],
+                contract(true, None, false),
+                vec![invoice(m(), "Monthly", false, None)],
                 "Active",
                 "Monthly",
                 "Advance",
             ),
             (
-                contract(false, past),
-                vec![invoice("Monthly", true, true, past)],
+                contract(false, past, false),
+                vec![invoice(m(), "Monthly", true, past)],
                 "Cancelled",
                 "Monthly",
                 "Advance",
             ),
             (
-                contract(false, past),
-                vec![invoice("Monthly", true, false, past)],
+                contract(false, past, false),
+                vec![invoice(m(), "Monthly", false, past)],
                 "Expired",
                 "Monthly",
                 "Advance",
             ),
             (
-                contract(false, None),
-                vec![invoice("Monthly", true, true, None)],
+                contract(false, None, false),
+                vec![invoice(m(), "Monthly", true, None)],
                 "Inactive",
                 "Monthly",
                 "Advance",
             ),
             (
-                contract(true, None),
-                vec![invoice("Yearly", false, false, None)],
+                contract(true, None, true),
+                vec![invoice(serde_json::json!("5"), "Yearly", false, None)],
                 "Active",
                 "Annual",
                 "Arrears",
             ),
-            (contract(true, None), vec![], "Active", "None", "Advance"),
             (
-                contract(true, None),
-                vec![invoice("Fortnightly", true, false, None)],
+                contract(true, None, false),
+                vec![],
                 "Active",
-                "Other(\"Fortnightly\")",
+                "None",
+                "Advance",
+            ),
+            // A code we do not know, named by Halo: shown, not guessed.
+            (
+                contract(true, None, false),
+                vec![invoice(serde_json::json!(9), "Fortnightly", false, None)],
+                "Active",
+                "Other(\"period 9 (Fortnightly)\")",
+                "Advance",
+            ),
+            // A code and a name that disagree: neither is trusted.
+            (
+                contract(true, None, false),
+                vec![invoice(m(), "Yearly", false, None)],
+                "Active",
+                "Other(\"period 2 (Yearly)\")",
                 "Advance",
             ),
         ];
@@ -430,18 +575,47 @@ mod tests {
                 format!("{:?}", wit.timing),
                 format!("BillingTiming::{timing}")
             );
+            // The sentinel end date is no end at all.
+            if status == "Active" {
+                assert!(wit.end_date.is_none());
+            }
         }
     }
 
     #[test]
-    fn zero_price_and_switched_off_lines_are_not_billed() {
+    fn the_period_code_alone_and_the_name_alone_give_the_cycle() {
+        let show = |p: Option<&str>, n: Option<&str>| format!("{:?}", billing_cycle(p, n));
+        assert_eq!(show(Some("3"), None), "BillingCycle::Quarterly");
+        assert_eq!(show(None, Some("Six Monthly")), "BillingCycle::SemiAnnual");
+        assert_eq!(show(Some("Monthly"), None), "BillingCycle::Monthly");
+        assert_eq!(show(None, None), "BillingCycle::None");
+        assert_eq!(
+            show(Some("77"), None),
+            "BillingCycle::Other(\"period 77 (no name)\")"
+        );
+    }
+
+    #[test]
+    fn lines_are_identified_by_item_not_description_and_free_lines_are_not_billed() {
         let line: HaloLine = serde_json::from_value(serde_json::json!({
-            "id": 40000, "ihid": 2000, "item_id": 70, "item_code": "M365-BP",
-            "item_shortdescription": "M365-BP", "qty_order": 12, "unit_price": 26.4,
-            "start_date": "2025-01-01T00:00:00", "end_date": null
+            "id": "40000", "ihid": 2000, "_itemid": 70, "item_code": "M365-BP",
+            "item_shortdescription": "Business Premium (annual, edited)", "qty_order": 12,
+            "unit_price": 26.4, "startdate": "2025-01-01T00:00:00", "enddate": "1900-01-01T00:00:00",
+            "some_new_field": {"x": 1}
         }))
         .expect("line JSON");
-        assert!(line.to_wit("500", false).expect("maps").billable);
+        let wit = line.to_wit("500", false).expect("maps");
+        assert!(wit.billable);
+        assert_eq!(
+            (wit.product_id.as_str(), wit.product_identifier.as_str()),
+            ("70", "M365-BP")
+        );
+        assert!(wit.cancelled_date.is_none(), "sentinel end date");
+        assert!(
+            line.is_item("M365-BP")
+                && line.is_item("70")
+                && !line.is_item("Business Premium (annual, edited)")
+        );
         assert!(!line.to_wit("500", true).expect("maps").billable);
         let free: HaloLine = serde_json::from_value(serde_json::json!({
             "id": 40001, "ihid": 2000, "item_shortdescription": "EDR", "qty_order": 2, "unit_price": 0
@@ -449,6 +623,7 @@ mod tests {
         .expect("line JSON");
         let wit = free.to_wit("500", false).expect("maps");
         assert!(!wit.billable);
-        assert_eq!(wit.product_identifier, "EDR");
+        assert_eq!(wit.product_identifier, "");
+        assert!(wit.attributes.iter().any(|(k, _)| k == "no-catalogue-item"));
     }
 }

@@ -26,7 +26,8 @@ use trueup_connector::plan::{Calls, Step, json_number, refusal};
 use trueup_connector::prelude::*;
 use trueup_connector::psa::{ChangePolicy, QuantityChange, WriteResult};
 use trueup_connector::readback::ReadBack;
-use trueup_connector::values::{self, date_to_iso, opt_date};
+use trueup_connector::tolerant::opt_date;
+use trueup_connector::values::{self, date_to_iso};
 
 use crate::api::{Client, record_id};
 use crate::invoices_of;
@@ -65,7 +66,7 @@ pub fn run(
     let (invoice, line) = invoices
         .iter()
         .find_map(|i| {
-            i.lines
+            i.lines()
                 .iter()
                 .find(|l| l.id == line_id)
                 .map(|l| (i, l.clone()))
@@ -76,9 +77,7 @@ pub fn run(
             ))
         })?;
     let identifier = line.identifier();
-    if !change.product_identifier.trim().is_empty()
-        && !identifier.eq_ignore_ascii_case(change.product_identifier.trim())
-    {
+    if !change.product_identifier.trim().is_empty() && !line.is_item(&change.product_identifier) {
         return Err(refusal(
             409,
             format!(
@@ -137,7 +136,7 @@ pub fn run(
     };
     let written: HaloInvoice = response.json()?;
     let after = written
-        .lines
+        .lines()
         .iter()
         .find(|l| l.id == line_id)
         .ok_or_else(|| {
@@ -151,8 +150,8 @@ pub fn run(
     // The update sends no date: the line's start must stay as it was.
     check.date_kept(
         "start date",
-        opt_date(after.start_date.as_deref())?,
-        opt_date(line.start_date.as_deref())?,
+        opt_date(after.startdate.as_deref())?,
+        opt_date(line.startdate.as_deref())?,
     );
     check.finish()?;
     notes.push(format!(

@@ -28,9 +28,9 @@
 //! |---|---|---|
 //! | GET | `/api/Client`, `/api/Client/{id}` | `{"record_count", "clients": [...]}`; inactive clients only with `includeinactive=true`; `search` matches names |
 //! | GET | `/api/ClientContract`, `/api/ClientContract/{id}` | `{"record_count", "contracts": [...]}`; `client_id` filter |
-//! | GET | `/api/RecurringInvoice`, `/api/RecurringInvoice/{id}` | `{"record_count", "invoices": [...]}` (lines with `includelines=true`; always on the single GET); `client_id`, `contract_id` filters |
+//! | GET | `/api/RecurringInvoice`, `/api/RecurringInvoice/{id}` | `{"record_count", "invoices": [...]}` (lines only with `includelines=true`, and never when [`Settings::lines_in_lists`] is off; always on the single GET); `client_id`, `contract_id` filters |
 //! | POST | `/api/RecurringInvoice` | create (no `id`; needs `client_id`) or update (with `id`) invoices, object or array; `lines` inside are updated (with `id`) or added |
-//! | POST | `/api/RecurringInvoice/Lines` | add lines (array; each needs `ihid` and `item_id` or `item_shortdescription`) |
+//! | POST | `/api/RecurringInvoice/Lines` | add lines (array; each needs `ihid` and `_itemid` or `item_shortdescription`; `item_id` is not Halo's name and is refused) |
 //! | POST | `/api/RecurringInvoice/updatelines` | update lines (array; each needs `id` and `ihid`) |
 //! | GET | `/api/Item`, `/api/Item/{id}` | the catalogue (`{"record_count", "items": [...]}`); `search` matches names and descriptions |
 //!
@@ -39,14 +39,17 @@
 //! `page_no` and `page_size`. Without `pageinate` every record comes back.
 //! `order=<field>` and `orderdesc=true` sort. The `paging_loop` fault makes
 //! every page number serve the first page again, while `record_count`
-//! still promises more. Field names and what is invented are listed in
-//! [`data`].
+//! still promises more. Field names (Halo's own, from its API
+//! description) are listed in [`data`] and, with their sources, in
+//! `docs/connectors/halopsa.md`. An unset date is served as
+//! `1900-01-01T00:00:00` ([`data::SENTINEL_DATE`]), and a date written as
+//! that sentinel clears the date.
 //!
 //! # Data
 //!
 //! Per PSA customer ([`crate::common::CustomerPlan`]): a client, a
-//! "Managed Services" contract and a monthly in-advance recurring invoice
-//! whose current lines (no `end_date`) are the world's billed lines (a
+//! "Managed Services" contract and a monthly recurring invoice
+//! whose current lines (no `enddate`) are the world's billed lines (a
 //! replaced line has an ended predecessor; a courtesy line has
 //! `unit_price` 0). Every third customer gets an extra contract: disabled
 //! invoices with stale lines (cancelled, on hold), an ended invoice
@@ -63,7 +66,7 @@
 //!
 //! The `alter_written` fault ([`crate::faults`]) applies to
 //! `updatelines` and `Lines`: every line of the request is stored with the
-//! field altered (`date` moves `start_date` to the first of the following
+//! field altered (`date` moves `startdate` to the first of the following
 //! month, a line without one counting from today; `price` divides
 //! `unit_price` by 12; `quantity` rounds `qty_order` down to a pack of 5),
 //! as Halo recalculating a line from its item on save would.
@@ -79,7 +82,14 @@
 //!
 //! - `GET|DELETE /_emulator/halopsa/writes`: every write after
 //!   authentication;
-//! - `POST /_emulator/halopsa/reset`: back to the seeded data.
+//! - `POST /_emulator/halopsa/reset`: back to the seeded data;
+//! - `POST /_emulator/halopsa/expire-tokens`: every token issued so far
+//!   expires now (a `401` on its next use), as a token revoked or expired
+//!   mid-sync would.
+//!
+//! Token requests and every other request are counted by route in the
+//! emulator's request statistics ([`crate::faults::Faults::count`],
+//! `POST /auth/token`).
 
 pub mod data;
 #[cfg(test)]
@@ -120,7 +130,7 @@ pub const CLIENT_ID: &str = "trueup-emulator-client";
 pub const CLIENT_SECRET: &str = "halo-secret-8c41f0d2a7";
 /// Default tenant (the `tenant` query parameter of `/auth/token`).
 pub const TENANT: &str = "cobaltridge";
-/// Default access-token lifetime.
+/// Default access-token lifetime (`expires_in` 3600, api-facts §3.3).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Records per page when `page_size` is absent.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -142,6 +152,10 @@ pub struct Settings {
     pub requests_per_minute: usize,
     /// "Today" for seeding; `None` = the UTC date at start.
     pub today: Option<NaiveDate>,
+    /// Whether list answers carry lines when asked (`includelines=true`).
+    /// Off, they never do, as a Halo version that ignores the parameter:
+    /// only the single GET has lines.
+    pub lines_in_lists: bool,
 }
 
 impl Default for Settings {
@@ -153,6 +167,7 @@ impl Default for Settings {
             token_lifetime: TOKEN_LIFETIME,
             requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
             today: None,
+            lines_in_lists: true,
         }
     }
 }
@@ -163,6 +178,8 @@ struct Halo {
     today: NaiveDate,
     settings: Settings,
     tokens: TokenStore<()>,
+    /// Tokens not expired by `expire-tokens`.
+    live: Mutex<std::collections::HashSet<String>>,
     rate: RateWindow,
     faults: Arc<Faults>,
     writes: Arc<WriteLog>,
@@ -187,6 +204,7 @@ pub fn routers(ctx: &EmulatorContext) -> (Router, Router) {
         today,
         rate: RateWindow::new(settings.requests_per_minute, Duration::from_secs(60)),
         tokens: TokenStore::new("halo-", ctx.world.seed),
+        live: Mutex::new(std::collections::HashSet::new()),
         settings,
         faults: ctx.faults.clone(),
         writes: Arc::new(WriteLog::default()),
@@ -194,6 +212,7 @@ pub fn routers(ctx: &EmulatorContext) -> (Router, Router) {
     let api = Router::new().fallback(handle).with_state(halo.clone());
     let inspection = Router::new()
         .route("/_emulator/halopsa/reset", post(reset))
+        .route("/_emulator/halopsa/expire-tokens", post(expire_tokens))
         .with_state(halo.clone())
         .merge(write_log_routes(
             "/_emulator/halopsa/writes",
@@ -205,6 +224,11 @@ pub fn routers(ctx: &EmulatorContext) -> (Router, Router) {
 async fn reset(State(halo): State<Arc<Halo>>) -> StatusCode {
     let fresh = HaloData::seed(&halo.world, &plans(&halo.world, halo.today), halo.today);
     *lock(&halo.data) = fresh;
+    StatusCode::NO_CONTENT
+}
+
+async fn expire_tokens(State(halo): State<Arc<Halo>>) -> StatusCode {
+    lock(&halo.live).clear();
     StatusCode::NO_CONTENT
 }
 
@@ -383,6 +407,7 @@ impl Halo {
             .cloned()
             .unwrap_or_else(|| "all".to_owned());
         let (token, _) = self.tokens.issue((), self.settings.token_lifetime);
+        lock(&self.live).insert(token.clone());
         json_response(
             StatusCode::OK,
             json!({
@@ -396,7 +421,11 @@ impl Halo {
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let token = bearer_token(headers).ok_or(Refusal::Denied)?;
-        self.tokens.check(token).map_err(|_| Refusal::Denied)
+        self.tokens.check(token).map_err(|_| Refusal::Denied)?;
+        if !lock(&self.live).contains(token) {
+            return Err(Refusal::Denied);
+        }
+        Ok(())
     }
 
     fn route(
@@ -473,7 +502,7 @@ impl Halo {
                 let data = data();
                 let client = self.id_filter(query, "client_id")?;
                 let contract = self.id_filter(query, "contract_id")?;
-                let with_lines = flag(query, "includelines");
+                let with_lines = flag(query, "includelines") && self.settings.lines_in_lists;
                 let index = data.lines_by_invoice();
                 let lines_of = |id: i64| index.get(&id).map_or(&[][..], Vec::as_slice);
                 let records = data
@@ -630,6 +659,12 @@ impl Halo {
     }
 }
 
+/// Whether a written date is Halo's "no date" (the SQL Server zero date
+/// or earlier).
+fn is_sentinel(date: NaiveDate) -> bool {
+    date <= NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN)
+}
+
 fn compare_json(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x
@@ -694,7 +729,7 @@ fn apply_line_fields(line: &mut Line, object: &Map<String, Value>) -> Result<(),
             Some(Value::Null) => Ok(Some(None)),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(None)),
             Some(Value::String(s)) => parse_date(s)
-                .map(|d| Some(Some(d)))
+                .map(|d| Some(Some(d).filter(|d| !is_sentinel(*d))))
                 .ok_or_else(|| format!("{name} '{s}' is not a date like 2025-01-01T00:00:00")),
             Some(other) => Err(format!("{name} must be a date string, not {other}")),
         }
@@ -708,12 +743,18 @@ fn apply_line_fields(line: &mut Line, object: &Map<String, Value>) -> Result<(),
             })
             .transpose()
     };
-    if let Some(item) = get(object, "item_id") {
+    if get(object, "item_id").is_some() {
+        return Err(
+            "item_id is not a field of a recurring invoice line; name the item as _itemid"
+                .to_owned(),
+        );
+    }
+    if let Some(item) = get(object, "_itemid") {
         let id = item
             .as_i64()
-            .ok_or_else(|| format!("item_id must be a whole number, not {item}"))?;
+            .ok_or_else(|| format!("_itemid must be a whole number, not {item}"))?;
         let product =
-            product_by_item(id).ok_or_else(|| format!("item_id {id} is not a catalogue item"))?;
+            product_by_item(id).ok_or_else(|| format!("_itemid {id} is not a catalogue item"))?;
         line.product = product;
         line.short_description = Cow::Borrowed(product.identifier);
         line.long_description = Cow::Borrowed(product.description);
@@ -739,19 +780,26 @@ fn apply_line_fields(line: &mut Line, object: &Map<String, Value>) -> Result<(),
     if let Some(tax) = number("tax_code")? {
         line.tax_code = tax.trunc().try_into().unwrap_or(line.tax_code);
     }
-    if let Some(seq) = number("seq")? {
+    if let Some(seq) = number("sequenceid")? {
         line.seq = seq.trunc().try_into().unwrap_or(line.seq);
     }
-    if let Some(start) = date("start_date")? {
+    for old in ["start_date", "end_date"] {
+        if get(object, old).is_some() {
+            return Err(format!(
+                "{old} is not a field of a recurring invoice line; the line dates are startdate and enddate"
+            ));
+        }
+    }
+    if let Some(start) = date("startdate")? {
         line.start = start;
     }
-    if let Some(end) = date("end_date")? {
+    if let Some(end) = date("enddate")? {
         line.end = end;
     }
     if let (Some(start), Some(end)) = (line.start, line.end)
         && end < start
     {
-        return Err(format!("end_date {end} is before start_date {start}"));
+        return Err(format!("enddate {end} is before startdate {start}"));
     }
     Ok(())
 }
@@ -836,7 +884,7 @@ fn new_line(
     id: i64,
     context: &str,
 ) -> Result<Line, Refusal> {
-    let product = match (get(object, "item_id"), get(object, "item_shortdescription")) {
+    let product = match (get(object, "_itemid"), get(object, "item_shortdescription")) {
         (Some(_), _) => None,
         (None, Some(Value::String(short))) => Some(
             PRODUCTS
@@ -844,13 +892,13 @@ fn new_line(
                 .find(|p| p.identifier.eq_ignore_ascii_case(short))
                 .ok_or_else(|| {
                     bad_request(format!(
-                        "{context}: no catalogue item is called '{short}'; send item_id"
+                        "{context}: no catalogue item is called '{short}'; send _itemid"
                     ))
                 })?,
         ),
         _ => {
             return Err(bad_request(format!(
-                "{context}: send item_id or item_shortdescription"
+                "{context}: send _itemid or item_shortdescription"
             )));
         }
     };
@@ -946,8 +994,7 @@ fn save_invoices(data: &mut HaloData, body: &[u8], today: NaiveDate) -> Result<V
                     client_id,
                     contract_id: None,
                     reference: String::new(),
-                    frequency: "Monthly",
-                    bill_in_advance: true,
+                    period: data::PERIOD_MONTHLY,
                     start: today,
                     end: None,
                     next_creation: Some(crate::common::add_months(
@@ -1029,18 +1076,14 @@ fn apply_invoice_fields(
             .as_bool()
             .ok_or_else(|| format!("disabled must be true or false, not {disabled}"))?;
     }
-    if let Some(advance) = get(object, "bill_in_advance") {
-        invoice.bill_in_advance = advance
-            .as_bool()
-            .ok_or_else(|| format!("bill_in_advance must be true or false, not {advance}"))?;
-    }
-    if let Some(frequency) = get(object, "frequency") {
-        invoice.frequency = match frequency.as_str().map(str::to_ascii_lowercase).as_deref() {
-            Some("monthly") => "Monthly",
-            Some("yearly") => "Yearly",
+    if let Some(period) = get(object, "period") {
+        invoice.period = match period.as_i64() {
+            Some(code @ (data::PERIOD_MONTHLY | data::PERIOD_YEARLY)) => code,
             _ => {
                 return Err(format!(
-                    "frequency must be Monthly or Yearly, not {frequency}"
+                    "period must be {} (monthly) or {} (yearly), not {period}",
+                    data::PERIOD_MONTHLY,
+                    data::PERIOD_YEARLY
                 ));
             }
         };
@@ -1059,8 +1102,8 @@ fn apply_invoice_fields(
         invoice.contract_id = Some(id);
     }
     for (name, slot) in [
-        ("end_date", &mut invoice.end),
-        ("next_creation_date", &mut invoice.next_creation),
+        ("enddate", &mut invoice.end),
+        ("nextcreationdate", &mut invoice.next_creation),
     ] {
         match object
             .iter()
@@ -1070,16 +1113,18 @@ fn apply_invoice_fields(
             None => {}
             Some(Value::Null) => *slot = None,
             Some(Value::String(s)) => {
-                *slot = Some(parse_date(s).ok_or_else(|| format!("{name} '{s}' is not a date"))?);
+                *slot = Some(parse_date(s).ok_or_else(|| format!("{name} '{s}' is not a date"))?)
+                    .filter(|d| !is_sentinel(*d));
             }
             Some(other) => return Err(format!("{name} must be a date string, not {other}")),
         }
     }
-    if let Some(start) = get(object, "start_date") {
+    if let Some(start) = get(object, "startdate") {
         invoice.start = start
             .as_str()
             .and_then(parse_date)
-            .ok_or_else(|| format!("start_date {start} is not a date"))?;
+            .filter(|d| !is_sentinel(*d))
+            .ok_or_else(|| format!("startdate {start} is not a date"))?;
     }
     Ok(())
 }

@@ -2,17 +2,21 @@
 //! lines, catalogue items), seeded from the world's [`CustomerPlan`]s, and
 //! their JSON.
 //!
-//! Field names follow Halo's lower-case, underscore style. Line fields
-//! `item_id, item_shortdescription, qty_order, unit_price, unit_cost,
-//! nominal_code` come from public client code (unverified); `ihid` (the
-//! recurring invoice id) is confirmed by `updatelines` clients. Invented
-//! \[I\]: `item_code, item_longdescription, net_amount, tax_code, seq,
-//! start_date, end_date` on lines; on invoices `reference, frequency
-//! ("Monthly"/"Yearly"), bill_in_advance, start_date, end_date,
-//! next_creation_date, disabled, total`; on contracts `ref, contract_type,
-//! billing_period, start_date, end_date, active`; on clients `inactive,
-//! toplevel_id, toplevel_name, website`. Dates are sent as Halo does,
-//! without an offset: `2025-01-01T00:00:00`.
+//! Field names are Halo's own, from its published API description (the
+//! models `InvoiceHeader`, `InvoiceDetail`, `ContractHeader`, `Item` of a
+//! client generated from it; api-facts §3.3). Every field served and where
+//! it comes from is listed in `docs/connectors/halopsa.md`. In short:
+//! invoices `id, client_id, client_name, contract_id, contract_ref,
+//! reference, period` (an integer code, [`PERIOD_MONTHLY`],
+//! [`PERIOD_YEARLY`]; the codes are \[I\]) `, periodname, startdate,
+//! enddate, nextcreationdate, disabled, total`; lines `id, ihid, sequenceid,
+//! _itemid, item_code, item_shortdescription, item_longdescription,
+//! qty_order, unit_price, unit_cost, net_amount, nominal_code, tax_code,
+//! startdate, enddate`; contracts `id, client_id, client_name, ref,
+//! contracttype, contracttype_name, billingperiod, billing_period_string,
+//! start_date, end_date, active, onlybillatendofperiod`. An unset date is
+//! served as Halo's SQL Server zero date [`SENTINEL_DATE`]
+//! (`1900-01-01T00:00:00`), never as null, and dates carry no offset.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -38,13 +42,33 @@ pub const FIRST_ITEM_ID: i64 = 70;
 /// The nominal (GL) code recurring service lines post to.
 pub const NOMINAL_CODE: &str = "4000";
 
+/// The date Halo sends for an unset date (SQL Server's zero date).
+pub const SENTINEL_DATE: &str = "1900-01-01T00:00:00";
+/// The `period` code of a monthly schedule \[I\].
+pub const PERIOD_MONTHLY: i64 = 2;
+/// The `period` code of a yearly schedule \[I\].
+pub const PERIOD_YEARLY: i64 = 5;
+
+/// The display name (`periodname`) of a `period` code \[I\].
+pub fn period_name(code: i64) -> &'static str {
+    match code {
+        0 => "One Time",
+        PERIOD_MONTHLY => "Monthly",
+        3 => "Quarterly",
+        4 => "Six Monthly",
+        PERIOD_YEARLY => "Yearly",
+        _ => "Custom",
+    }
+}
+
 /// `2025-01-01T00:00:00` (Halo sends local times without an offset).
 pub fn halo_date(date: NaiveDate) -> String {
     format!("{}T00:00:00", date.format("%Y-%m-%d"))
 }
 
+/// A date as served; unset is the sentinel.
 fn opt_date(date: Option<NaiveDate>) -> Value {
-    date.map_or(Value::Null, |d| Value::String(halo_date(d)))
+    Value::String(date.map_or_else(|| SENTINEL_DATE.to_owned(), halo_date))
 }
 
 /// A client.
@@ -79,6 +103,8 @@ pub struct Contract {
     pub end: Option<NaiveDate>,
     /// Whether it is active.
     pub active: bool,
+    /// Billed at the end of each period (in arrears).
+    pub arrears: bool,
 }
 
 /// A recurring invoice (its lines are kept apart in [`HaloData::lines`]).
@@ -92,10 +118,8 @@ pub struct Invoice {
     pub contract_id: Option<i64>,
     /// Reference shown on the invoice.
     pub reference: String,
-    /// `Monthly` or `Yearly`.
-    pub frequency: &'static str,
-    /// Billed in advance (`true`) or in arrears.
-    pub bill_in_advance: bool,
+    /// The `period` code ([`PERIOD_MONTHLY`], [`PERIOD_YEARLY`]).
+    pub period: i64,
     /// First day.
     pub start: NaiveDate,
     /// Last day, when set.
@@ -154,6 +178,17 @@ pub struct HaloData {
     pub next_line_id: i64,
 }
 
+/// The `contracttype` id of a contract type name \[I\].
+fn contract_type_id(name: &str) -> i64 {
+    match name {
+        "Managed Services" => 1,
+        "Licensing" => 2,
+        "Block Hours" => 3,
+        "Ad hoc" => 4,
+        _ => 5,
+    }
+}
+
 /// The item id of `product`.
 pub fn item_id(product: &Product) -> i64 {
     PRODUCTS
@@ -193,15 +228,14 @@ impl HaloData {
                 "Monthly",
                 plan.start,
                 None,
-                true,
+                (true, false),
             );
             let main = data.push_invoice(Invoice {
                 id: 0,
                 client_id,
                 contract_id: Some(contract_id),
                 reference: "Monthly Managed Services".to_owned(),
-                frequency: "Monthly",
-                bill_in_advance: true,
+                period: PERIOD_MONTHLY,
                 start: plan.start,
                 end: None,
                 next_creation: Some(next_month),
@@ -280,23 +314,30 @@ impl HaloData {
             let ended = matches!(extra, Extra::Cancelled | Extra::Expired);
             let end = if ended { plan.extra_end } else { None };
             let active = !matches!(extra, Extra::Cancelled | Extra::Expired | Extra::Inactive);
+            let arrears = matches!(extra, Extra::Arrears);
             let contract_id = data.push_contract(
                 client_id,
                 contract_type,
                 period,
                 plan.extra_start,
                 end,
-                active,
+                (active, arrears),
             );
-            if let Some((reference, frequency, in_advance, disabled)) = invoice {
+            // The third field (in advance) is the contract's
+            // `onlybillatendofperiod` in Halo, set above.
+            if let Some((reference, frequency, _, disabled)) = invoice {
+                let period = if frequency == "Yearly" {
+                    PERIOD_YEARLY
+                } else {
+                    PERIOD_MONTHLY
+                };
                 let next = (!disabled && !ended).then_some(next_month);
                 let id = data.push_invoice(Invoice {
                     id: 0,
                     client_id,
                     contract_id: Some(contract_id),
                     reference: reference.to_owned(),
-                    frequency,
-                    bill_in_advance: in_advance,
+                    period,
                     start: plan.extra_start,
                     end,
                     next_creation: next,
@@ -333,7 +374,7 @@ impl HaloData {
         billing_period: &'static str,
         start: NaiveDate,
         end: Option<NaiveDate>,
-        active: bool,
+        (active, arrears): (bool, bool),
     ) -> i64 {
         let id = FIRST_CONTRACT_ID + self.contracts.len() as i64;
         self.contracts.push(Contract {
@@ -345,6 +386,7 @@ impl HaloData {
             start,
             end,
             active,
+            arrears,
         });
         id
     }
@@ -427,11 +469,14 @@ impl HaloData {
             "client_id": contract.client_id,
             "client_name": self.client_name(contract.client_id),
             "ref": contract.reference,
-            "contract_type": contract.contract_type,
-            "billing_period": contract.billing_period,
+            "contracttype": contract_type_id(contract.contract_type),
+            "contracttype_name": contract.contract_type,
+            "billingperiod": if contract.billing_period == "Yearly" { PERIOD_YEARLY } else { PERIOD_MONTHLY },
+            "billing_period_string": contract.billing_period,
             "start_date": halo_date(contract.start),
             "end_date": opt_date(contract.end),
             "active": contract.active,
+            "onlybillatendofperiod": contract.arrears,
         })
     }
 
@@ -440,8 +485,8 @@ impl HaloData {
         json!({
             "id": line.id,
             "ihid": line.ihid,
-            "seq": line.seq,
-            "item_id": item_id(line.product),
+            "sequenceid": line.seq,
+            "_itemid": item_id(line.product),
             "item_code": line.product.identifier,
             "item_shortdescription": line.short_description,
             "item_longdescription": line.long_description,
@@ -451,8 +496,8 @@ impl HaloData {
             "net_amount": money(round_money(line.unit_price * line.qty)),
             "nominal_code": line.nominal_code,
             "tax_code": line.tax_code,
-            "start_date": opt_date(line.start),
-            "end_date": opt_date(line.end),
+            "startdate": opt_date(line.start),
+            "enddate": opt_date(line.end),
         })
     }
 
@@ -485,14 +530,13 @@ impl HaloData {
             "contract_id": invoice.contract_id,
             "contract_ref": invoice.contract_id.map(|id| format!("CON-{id}")),
             "reference": invoice.reference,
-            "frequency": invoice.frequency,
-            "bill_in_advance": invoice.bill_in_advance,
-            "start_date": halo_date(invoice.start),
-            "end_date": opt_date(invoice.end),
-            "next_creation_date": opt_date(invoice.next_creation),
+            "period": invoice.period,
+            "periodname": period_name(invoice.period),
+            "startdate": halo_date(invoice.start),
+            "enddate": opt_date(invoice.end),
+            "nextcreationdate": opt_date(invoice.next_creation),
             "disabled": invoice.disabled,
             "total": money(total),
-            "lines_count": lines.len(),
         });
         if with_lines {
             value["lines"] = Value::Array(lines.iter().map(|l| self.line_json(l)).collect());
@@ -508,8 +552,8 @@ impl HaloData {
             "description": product.description,
             "baseprice": money(cents(product.unit_price_cents)),
             "costprice": money(cents(product.unit_cost_cents)),
-            "nominal_code": NOMINAL_CODE,
-            "recurring": true,
+            "nominalcode": NOMINAL_CODE,
+            "isrecurringitem": true,
         })
     }
 }

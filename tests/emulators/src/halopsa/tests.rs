@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{CLIENT_ID, CLIENT_SECRET, TENANT};
+use super::{CLIENT_ID, CLIENT_SECRET, TENANT, data};
 use crate::common::testing::{client, date, start_psa};
 use crate::faults::FaultPlan;
 use crate::{Kind, Running, Settings};
@@ -262,15 +262,32 @@ async fn seeded_invoices_carry_the_cases_connectors_must_handle() {
     let invoices = api.get_json("/RecurringInvoice?includelines=true").await;
     let invoices = invoices["invoices"].as_array().expect("invoices");
     assert!(invoices.iter().any(|i| i["disabled"] == true));
-    assert!(invoices.iter().any(|i| i["frequency"] == "Yearly"));
-    assert!(invoices.iter().any(|i| i["bill_in_advance"] == false));
-    assert!(invoices.iter().any(|i| !i["end_date"].is_null()));
+    assert!(
+        invoices
+            .iter()
+            .any(|i| i["period"] == 5 && i["periodname"] == "Yearly")
+    );
+    assert!(invoices.iter().any(|i| i["enddate"] != data::SENTINEL_DATE));
+    // Open-ended: Halo's zero date, never null.
+    assert!(invoices.iter().any(|i| i["enddate"] == data::SENTINEL_DATE));
+    for old in [
+        "frequency",
+        "bill_in_advance",
+        "end_date",
+        "next_creation_date",
+        "start_date",
+    ] {
+        assert!(
+            invoices.iter().all(|i| i.get(old).is_none()),
+            "{old} is not Halo's"
+        );
+    }
     let lines: Vec<&Value> = invoices
         .iter()
         .flat_map(|i| i["lines"].as_array().expect("lines"))
         .collect();
     assert!(
-        lines.iter().any(|l| !l["end_date"].is_null()),
+        lines.iter().any(|l| l["enddate"] != data::SENTINEL_DATE),
         "ended lines"
     );
     assert!(
@@ -281,8 +298,10 @@ async fn seeded_invoices_carry_the_cases_connectors_must_handle() {
     for field in [
         "id",
         "ihid",
-        "item_id",
+        "_itemid",
         "item_shortdescription",
+        "startdate",
+        "enddate",
         "qty_order",
         "unit_price",
         "unit_cost",
@@ -352,7 +371,7 @@ async fn updatelines_validates_every_line_before_changing_any() {
     let response = api
         .post(
             "/RecurringInvoice/UpdateLines",
-            json!([{"id": id, "ihid": ihid, "qty_order": 12, "end_date": "2025-02-28T00:00:00"}]),
+            json!([{"id": id, "ihid": ihid, "qty_order": 12, "enddate": "2025-02-28T00:00:00"}]),
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -366,13 +385,13 @@ async fn updatelines_validates_every_line_before_changing_any() {
         .find(|l| l["id"] == id)
         .expect("line");
     assert_eq!(stored["qty_order"], json!(12.0));
-    assert_eq!(stored["end_date"], "2025-02-28T00:00:00");
+    assert_eq!(stored["enddate"], "2025-02-28T00:00:00");
 
     let response = api
         .post(
             "/RecurringInvoice/Lines",
             json!([{"ihid": ihid, "item_shortdescription": "EDR", "qty_order": 7,
-                                                 "start_date": "2025-03-01T00:00:00"}]),
+                                                 "startdate": "2025-03-01T00:00:00"}]),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -380,7 +399,7 @@ async fn updatelines_validates_every_line_before_changing_any() {
     assert_eq!(created[0]["item_code"], "EDR");
     assert_eq!(created[0]["unit_price"], json!(8.0));
     let missing_ihid = api
-        .post("/RecurringInvoice/Lines", json!([{"item_id": 70}]))
+        .post("/RecurringInvoice/Lines", json!([{"_itemid": 70}]))
         .await;
     assert_eq!(missing_ihid.status(), StatusCode::BAD_REQUEST);
 
@@ -413,7 +432,7 @@ async fn recurring_invoices_are_created_and_updated() {
         .post(
             "/RecurringInvoice",
             json!([{"client_id": 101, "reference": "New licences",
-            "lines": [{"item_id": 70, "qty_order": 3}]}]),
+            "lines": [{"_itemid": 70, "qty_order": 3}]}]),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -439,7 +458,10 @@ async fn recurring_invoices_are_created_and_updated() {
     for body in [
         json!({"reference": "no client"}),
         json!({"id": 999_999}),
-        json!({"client_id": 101, "frequency": "Weekly"}),
+        json!({"client_id": 101, "period": 1}),
+        // Not Halo's names: refused, not silently ignored.
+        json!({"client_id": 101, "lines": [{"item_id": 70, "qty_order": 1}]}),
+        json!({"client_id": 101, "lines": [{"_itemid": 70, "start_date": "2025-01-01T00:00:00"}]}),
     ] {
         let response = api.post("/RecurringInvoice", body.clone()).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
@@ -510,4 +532,59 @@ async fn rate_limit_and_paging_loop() {
         "page 2 repeats page 1"
     );
     assert_eq!(looped["record_count"], page_one["record_count"]);
+}
+
+#[tokio::test]
+async fn lines_come_in_lists_only_when_asked_and_never_when_switched_off() {
+    let emulator = start(10).await;
+    let api = Api::new(&emulator).await;
+    let plain = api.get_json("/RecurringInvoice").await;
+    assert!(
+        plain["invoices"][0].get("lines").is_none(),
+        "{}",
+        plain["invoices"][0]
+    );
+    let asked = api.get_json("/RecurringInvoice?includelines=true").await;
+    assert!(
+        asked["invoices"][0]["lines"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    );
+
+    let mut off = settings();
+    off.halopsa.lines_in_lists = false;
+    let emulator = start_psa(Kind::HaloPsa, 10, off).await;
+    let api = Api::new(&emulator).await;
+    let asked = api.get_json("/RecurringInvoice?includelines=true").await;
+    assert!(asked["invoices"][0].get("lines").is_none());
+    let id = asked["invoices"][0]["id"].as_i64().expect("id");
+    let single = api.get_json(&format!("/RecurringInvoice/{id}")).await;
+    assert!(single["lines"].as_array().is_some_and(|l| !l.is_empty()));
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_with_401() {
+    let emulator = start(5).await;
+    let api = Api::new(&emulator).await;
+    assert_eq!(api.get("/Client").await.status(), StatusCode::OK);
+    let expired = client()
+        .post(format!(
+            "{}/_emulator/halopsa/expire-tokens",
+            emulator.base_url
+        ))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(expired.status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/Client").await.status(), StatusCode::UNAUTHORIZED);
+    let fresh = Api::new(&emulator).await;
+    assert_eq!(fresh.get("/Client").await.status(), StatusCode::OK);
+
+    let mut short = settings();
+    short.halopsa.token_lifetime = Duration::from_millis(300);
+    let emulator = start_psa(Kind::HaloPsa, 5, short).await;
+    let api = Api::new(&emulator).await;
+    assert_eq!(api.get("/Client").await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(api.get("/Client").await.status(), StatusCode::UNAUTHORIZED);
 }
