@@ -62,7 +62,11 @@ async fn inspected(emulator: &Emulator) -> Vec<(String, Option<usize>, u64, u64,
 
 #[tokio::test]
 async fn organizations_and_agent_counts_match_the_world() {
-    let emulator = Emulator::start(Kind::Huntress, 23, 1_500, Settings::default()).await;
+    // Usage needs a request per organisation with agents: no rate limit
+    // here (Huntress's 60 a minute would make this test take half an hour).
+    let mut settings = Settings::default();
+    settings.huntress.requests_per_minute = None;
+    let emulator = Emulator::start(Kind::Huntress, 23, 1_500, settings).await;
     let mut session = huntress_session(&connector_at(emulator.base(), &[]));
     let orgs = inspected(&emulator).await;
 
@@ -74,14 +78,22 @@ async fn organizations_and_agent_counts_match_the_world() {
     assert_eq!(ids, expected, "every organisation once, in order");
 
     let (usage, calls) = all_usage(&mut session, None).await;
-    assert_eq!(calls, pages);
+    assert_eq!(calls, orgs.len().div_ceil(50), "50 organisations a call");
     assert_eq!(usage.len(), orgs.len(), "one record per organisation");
     let mut with_agents = 0;
-    for (u, (id, customer, agents, _, _)) in usage.iter().zip(&orgs) {
+    let mut over_billed = 0;
+    for (u, (id, customer, agents, unresponsive, _)) in usage.iter().zip(&orgs) {
         assert_eq!(u.account.as_str(), id);
         assert_eq!(u.sku_id.as_str(), "huntress-edr-agent");
         assert_eq!(&*u.unit, "agent");
-        assert_eq!(u.quantity, Decimal::from(*agents), "organization {id}");
+        // The billable agents: unresponsive ones are not billed.
+        assert_eq!(
+            u.quantity,
+            Decimal::from(agents - unresponsive),
+            "organization {id}"
+        );
+        assert_eq!(attr(u, "agents-count"), Some(agents.to_string().as_str()));
+        over_billed += usize::from(*unresponsive > 0);
         assert!(attr(u, "organization-key").is_some());
         let truth = customer.map_or(9, |i| {
             reported_usage(&emulator.world.customers[i])
@@ -93,6 +105,10 @@ async fn organizations_and_agent_counts_match_the_world() {
         with_agents += usize::from(truth > 0);
     }
     assert!(with_agents > 900, "{with_agents}");
+    assert!(
+        over_billed > 10,
+        "agents_count would over-bill {over_billed} organisations"
+    );
 
     // One organisation at a time adds the EDR detail.
     let mut seen_unresponsive = false;
@@ -102,9 +118,9 @@ async fn organizations_and_agent_counts_match_the_world() {
         let [record] = alone.as_slice() else {
             panic!("one record for organization {id}");
         };
-        assert_eq!(record.quantity, Decimal::from(*agents));
+        assert_eq!(record.quantity, Decimal::from(agents - unresponsive));
         assert_eq!(
-            attr(record, "edr-agents-count"),
+            attr(record, "agents-count"),
             Some(agents.to_string().as_str())
         );
         assert_eq!(
@@ -154,7 +170,10 @@ async fn page_number_fixture(tokens: bool) -> (String, Seen) {
         let end = (offset + limit).min(TOTAL);
         let page = offset / limit + 1;
         let items: Vec<_> = (offset..end)
-            .map(|i| json!({"id": 100 + i, "name": format!("Org {i}"), "key": format!("org-{i}"), "agents_count": i % 7}))
+            .map(|i| json!({"id": 100 + i, "name": format!("Org {i}"), "key": format!("org-{i}"), "agents_count": i % 7,
+                // A server that puts the usage block in the list too: no
+                // request per organisation is needed.
+                "actual_usages": {"edr": {"billable_agents_count": i % 7}}}))
             .collect();
         let mut pagination = json!({
             "current_page": page,
@@ -317,4 +336,26 @@ async fn wrong_credentials_are_an_auth_failure() {
     };
     assert!(message.contains("401"), "{message}");
     assert!(!message.contains("hk_not_the_key"));
+}
+
+/// The older single-organisation shape (a top-level `edr` block, no
+/// billable count) is still read: its `agents_count`, marked as such.
+#[tokio::test]
+async fn the_older_edr_block_is_read_too() {
+    let mut settings = Settings::default();
+    settings.huntress.legacy_edr_block = true;
+    let emulator = Emulator::start(Kind::Huntress, 23, 60, settings).await;
+    let mut session = huntress_session(&connector_at(emulator.base(), &[]));
+    let orgs = inspected(&emulator).await;
+    let (id, _, agents, unresponsive, _) = orgs
+        .iter()
+        .find(|o| o.2 > 3)
+        .expect("an organisation with agents");
+    let (usage, _) = all_usage(&mut session, Some(id)).await;
+    assert_eq!(usage[0].quantity, Decimal::from(*agents));
+    assert_eq!(
+        attr(&usage[0], "unresponsive-agents-count"),
+        Some(unresponsive.to_string().as_str())
+    );
+    assert!(attr(&usage[0], "quantity-source").is_some_and(|s| s.starts_with("agents_count")));
 }

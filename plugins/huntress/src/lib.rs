@@ -2,12 +2,22 @@
 //!
 //! - Accounts are organisations: `GET /organizations?limit=&page=` or
 //!   `?limit=&page_token=`.
-//! - Usage is one record per organisation, quantity = `agents_count`
-//!   (SKU [`SKU_ID`], unit `agent`). For one organisation it comes from
-//!   `GET /organizations/{id}`, whose `edr` block adds the unresponsive and
-//!   isolated agent counts as attributes; for every organisation at once
-//!   (`usage-all-accounts`) from the organisation list, one request per
-//!   500 organisations (Huntress allows 60 requests a minute).
+//! - Usage is one record per organisation (SKU [`SKU_ID`], unit `agent`),
+//!   quantity = the organisation's **billable** EDR agents,
+//!   `actual_usages.edr.billable_agents_count` of `GET /organizations/{id}`
+//!   (Huntress's published OpenAPI), not `agents_count`, which counts
+//!   unresponsive agents too. The other counts (`agents_count`,
+//!   `unresponsive_agents_count`, `isolated_agents_count`,
+//!   `outdated_agents_count`) become attributes. The older shape, a
+//!   top-level `edr` block without a billable count, is read too: then the
+//!   quantity is its `agents_count` and the record says so
+//!   (`quantity-source`). For every organisation at once
+//!   (`usage-all-accounts`) the list gives the organisations,
+//!   [`USAGE_ORGS_PER_CALL`] a call, and each with agents is read alone for
+//!   its billable count (the list carries no usage block); an organisation
+//!   with `agents_count` 0 bills 0 without a request. Huntress allows 60
+//!   requests a minute, so a large account's usage takes minutes; 429s
+//!   carry `Retry-After`.
 //! - Auth: `Authorization: Basic base64(API_KEY:API_SECRET)`, computed by the
 //!   host so the secret never enters the guest.
 //!
@@ -41,6 +51,10 @@ const UNIT: &str = "agent";
 
 /// Huntress's largest `limit`.
 pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// Organisations per `list-usage` call over every account: each may need a
+/// request of its own, and a call should stay short.
+pub const USAGE_ORGS_PER_CALL: u32 = 50;
 
 struct Settings {
     base: String,
@@ -79,19 +93,45 @@ struct Organization {
     agents_count: Option<u64>,
     #[serde(default)]
     microsoft_365_tenant_id: Option<String>,
+    /// The older shape: EDR counts in a top-level block.
+    #[serde(default)]
+    edr: Option<Edr>,
+    /// The documented shape: `actual_usages.edr`.
+    #[serde(default)]
+    actual_usages: Option<ActualUsages>,
+}
+
+/// `actual_usages` of `GET /organizations/{id}`; its other products
+/// (`sat`, `itdr`, `siem`) are not read.
+#[derive(Deserialize)]
+struct ActualUsages {
     #[serde(default)]
     edr: Option<Edr>,
 }
 
-/// The `edr` block of `GET /organizations/{id}`.
+/// EDR agent counts, in either shape.
 #[derive(Deserialize)]
 struct Edr {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_count")]
+    billable_agents_count: Option<u64>,
+    #[serde(default, deserialize_with = "opt_count")]
     agents_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_count")]
     unresponsive_agents_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_count")]
     isolated_agents_count: Option<u64>,
+    #[serde(default, deserialize_with = "opt_count")]
+    outdated_agents_count: Option<u64>,
+}
+
+/// A count sent as a number or a string; null as `None`.
+fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    trueup_connector::tolerant::opt_text(d)?
+        .map(|text| {
+            text.parse::<u64>()
+                .map_err(|_| serde::de::Error::custom(format!("expected a count, found {text:?}")))
+        })
+        .transpose()
 }
 
 #[derive(Deserialize)]
@@ -129,13 +169,14 @@ struct ListCursor {
 fn list_organizations(
     settings: &Settings,
     cursor: Option<&str>,
+    limit: u32,
 ) -> Result<(Vec<Organization>, Option<String>, u64), ConnectorError> {
     let state = Cursor::decode::<ListCursor>(cursor)?.unwrap_or(ListCursor {
         token: None,
         page: Some(1),
         done: 0,
     });
-    let limit = settings.page_size.to_string();
+    let limit = limit.to_string();
     let position = match (&state.token, state.page) {
         (Some(token), _) => ("page_token", token.clone()),
         (None, page) => ("page", page.unwrap_or(1).to_string()),
@@ -189,25 +230,36 @@ fn list_organizations(
 }
 
 fn usage_record(org: Organization) -> Result<UsageRecord, ConnectorError> {
-    let edr = org.edr.as_ref();
-    let agents = org
+    let documented = org.actual_usages.as_ref().and_then(|u| u.edr.as_ref());
+    let edr = documented.or(org.edr.as_ref());
+    let all_agents = org
         .agents_count
-        .or_else(|| edr.and_then(|e| e.agents_count))
-        .ok_or_else(|| {
-            ConnectorError::Internal(format!(
-                "Huntress organization {} ({}) has no agents_count",
-                org.id, org.name
-            ))
-        })?;
-    let mut attributes = Vec::new();
+        .or_else(|| edr.and_then(|e| e.agents_count));
+    let (agents, source) = match edr.and_then(|e| e.billable_agents_count) {
+        Some(billable) => (billable, "actual_usages.edr.billable_agents_count"),
+        None => (
+            all_agents.ok_or_else(|| {
+                ConnectorError::Internal(format!(
+                    "Huntress organization {} ({}) has neither actual_usages.edr.billable_agents_count nor agents_count",
+                    org.id, org.name
+                ))
+            })?,
+            "agents_count (the answer has no billable count)",
+        ),
+    };
+    let mut attributes = vec![("quantity-source".to_owned(), source.to_owned())];
     if let Some(key) = org.key.filter(|k| !k.is_empty()) {
         attributes.push(("organization-key".to_owned(), key));
+    }
+    if let Some(all) = all_agents {
+        attributes.push(("agents-count".to_owned(), all.to_string()));
     }
     if let Some(edr) = edr {
         let counts = [
             ("edr-agents-count", edr.agents_count),
             ("unresponsive-agents-count", edr.unresponsive_agents_count),
             ("isolated-agents-count", edr.isolated_agents_count),
+            ("outdated-agents-count", edr.outdated_agents_count),
         ];
         for (key, value) in counts {
             if let Some(value) = value {
@@ -233,6 +285,13 @@ fn usage_record(org: Organization) -> Result<UsageRecord, ConnectorError> {
     })
 }
 
+/// `GET /organizations/{id}`.
+fn read_organization(settings: &Settings, id: &str) -> Result<Organization, ConnectorError> {
+    let url = format!("{}/organizations/{}", settings.base, percent_encode(id));
+    let body: OneOrganization = get(settings, &url)?.json()?;
+    Ok(body.organization)
+}
+
 struct Huntress;
 
 impl vendor::Guest for Huntress {
@@ -247,7 +306,8 @@ impl vendor::Guest for Huntress {
 
     fn list_accounts(cursor: Option<String>) -> Result<AccountPage, ConnectorError> {
         let settings = settings()?;
-        let (organizations, next_cursor, done) = list_organizations(&settings, cursor.as_deref())?;
+        let (organizations, next_cursor, done) =
+            list_organizations(&settings, cursor.as_deref(), settings.page_size)?;
         progress::report(done, None, &format!("organizations: {done}"));
         let items = organizations
             .into_iter()
@@ -279,19 +339,78 @@ impl vendor::Guest for Huntress {
                         "{id:?} is not a Huntress organization id (they are numbers)"
                     )));
                 }
-                let url = format!("{}/organizations/{}", settings.base, percent_encode(id));
-                let body: OneOrganization = get(&settings, &url)?.json()?;
+                let organization = read_organization(&settings, id)?;
                 progress::report(1, Some(1), &format!("organization {id}"));
-                Ok(usage::page(&[usage_record(body.organization)?], None))
+                Ok(usage::page(&[usage_record(organization)?], None))
             }
             None => {
-                let (organizations, next_cursor, done) =
-                    list_organizations(&settings, request.cursor.as_deref())?;
+                let (organizations, next_cursor, done) = list_organizations(
+                    &settings,
+                    request.cursor.as_deref(),
+                    settings.page_size.min(USAGE_ORGS_PER_CALL),
+                )?;
                 progress::report(done, None, &format!("organizations: {done}"));
-                usage::try_page(organizations.into_iter().map(usage_record), next_cursor)
+                let detailed = organizations.into_iter().map(|org| {
+                    // The list carries no usage block: read each
+                    // organisation with agents alone for its billable count.
+                    if org.actual_usages.is_some()
+                        || org.edr.is_some()
+                        || org.agents_count == Some(0)
+                    {
+                        Ok(org)
+                    } else {
+                        read_organization(&settings, &org.id.to_string())
+                    }
+                });
+                usage::try_page(detailed.map(|org| org.and_then(usage_record)), next_cursor)
             }
         }
     }
 }
 
 trueup_connector::export_vendor!(Huntress);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quantity(org: serde_json::Value) -> (String, Vec<(String, String)>) {
+        let org: Organization = serde_json::from_value(org).expect("organization JSON");
+        let record = usage_record(org).expect("a record");
+        (
+            values::to_decimal(&record.quantity).to_string(),
+            record.attributes,
+        )
+    }
+
+    #[test]
+    fn the_documented_billable_count_is_billed_and_the_others_are_attributes() {
+        let (billed, attributes) = quantity(serde_json::json!({
+            "id": 1, "name": "A", "agents_count": 12,
+            "actual_usages": {"edr": {"billable_agents_count": 10, "unresponsive_agents_count": 2,
+                                       "isolated_agents_count": "1", "outdated_agents_count": 0},
+                              "sat": {"learners_count": 4}}
+        }));
+        assert_eq!(billed, "10");
+        for (key, value) in [
+            ("agents-count", "12"),
+            ("unresponsive-agents-count", "2"),
+            ("isolated-agents-count", "1"),
+        ] {
+            assert!(
+                attributes.contains(&(key.to_owned(), value.to_owned())),
+                "{key}: {attributes:?}"
+            );
+        }
+        // The older shape has no billable count: its agents_count, said so.
+        let (billed, attributes) = quantity(serde_json::json!({
+            "id": 2, "name": "B", "edr": {"agents_count": 7, "unresponsive_agents_count": 1}
+        }));
+        assert_eq!(billed, "7");
+        assert!(
+            attributes
+                .iter()
+                .any(|(k, v)| k == "quantity-source" && v.starts_with("agents_count"))
+        );
+    }
+}

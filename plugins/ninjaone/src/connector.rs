@@ -16,10 +16,11 @@ use crate::devices::{self, DeviceRow};
 /// The id in `plugin.toml`.
 const PLUGIN_ID: &str = "trueup.ninjaone";
 
-/// The largest `pageSize` asked for. A page shorter than `pageSize` ends a
-/// listing, so asking for more than the service serves would end it early.
-/// NinjaOne publishes no maximum; 10,000 is what the emulator serves (and
-/// its default page), and keeps a 100,000-device sync to ten requests.
+/// The largest `pageSize` asked for. NinjaOne publishes no maximum and may
+/// serve fewer than asked (a server capping pages at 300 is answered with
+/// 300-device pages), so a listing ends only at the documented end, an
+/// empty page, never at a page shorter than `pageSize`: that read 300 of
+/// 1,571 devices and reported success.
 pub const MAX_PAGE_SIZE: u32 = 10_000;
 
 /// The most usage records one call returns. The host refuses pages of more
@@ -139,8 +140,9 @@ struct Loaded {
     start: usize,
     /// The page's last device id (the next `after`).
     last_id: Option<u64>,
-    /// Whether the page was full, so another may follow.
-    full: bool,
+    /// Whether the page had rows, so another may follow (only an empty
+    /// page ends a listing).
+    more: bool,
 }
 
 fn take_pending(key: &PageKey, skip: usize) -> Option<Loaded> {
@@ -173,7 +175,7 @@ fn fetch_page(settings: &Settings, key: &PageKey, skip: usize) -> Result<Loaded,
     let response = get(settings, &url)?;
     let mut rows = devices::parse_page(&response.body).map_err(|e| response.parse_error(&e))?;
     drop(response);
-    let full = rows.len() >= key.page_size as usize;
+    let more = !rows.is_empty();
     let last_id = rows.last().map(|r| r.device_id);
     if let Some(last) = last_id {
         require_increase(&format!("GET {url}"), "last device id", key.after, last)?;
@@ -195,7 +197,7 @@ fn fetch_page(settings: &Settings, key: &PageKey, skip: usize) -> Result<Loaded,
         start: skip.min(rows.len()),
         rows,
         last_id,
-        full,
+        more,
     })
 }
 
@@ -256,14 +258,12 @@ impl vendor::Guest for NinjaOne {
                     state.after,
                     last.id,
                 )?;
-                if organizations.len() >= settings.organizations_page_size as usize {
-                    Some(Cursor::encode(&AccountsCursor {
-                        after: last.id,
-                        done,
-                    })?)
-                } else {
-                    None
-                }
+                // Only an empty page ends the listing: the service may
+                // serve fewer than `pageSize` on any page.
+                Some(Cursor::encode(&AccountsCursor {
+                    after: last.id,
+                    done,
+                })?)
             }
             None => None,
         };
@@ -326,7 +326,7 @@ impl vendor::Guest for NinjaOne {
             })
         } else {
             match page.last_id {
-                Some(after) if page.full => Some(UsageCursor {
+                Some(after) if page.more => Some(UsageCursor {
                     after,
                     skip: 0,
                     done,

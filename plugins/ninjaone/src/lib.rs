@@ -11,9 +11,11 @@
 //!   life of the instance.
 //!
 //! Paging follows the published v2 spec: list endpoints answer a plain JSON
-//! array in ascending id order, `after` is the last id of the previous page,
-//! and a page shorter than `pageSize` is the last. A page whose last id does
-//! not move past `after` is reported, never followed.
+//! array in ascending id order and `after` is the last id of the previous
+//! page. Only an empty page ends a listing: the service may serve fewer
+//! than `pageSize` on any page (it publishes no maximum), so a short page
+//! is never taken as the last (see `docs/connectors/ninjaone.md`). A page
+//! whose last id does not move past `after` is reported, never followed.
 //!
 //! `devices` reads a device page into rows; `connector` pages through the
 //! API and serves those rows as usage records.

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /v1/account` | `{"account": {...}}` |
 //! | `GET /v1/organizations?limit=&page=` or `?limit=&page_token=` | `{"organizations": [...], "pagination": {...}}` |
-//! | `GET /v1/organizations/{id}` | `{"organization": {..., "edr": {agents_count, unresponsive_agents_count, isolated_agents_count}}}` |
+//! | `GET /v1/organizations/{id}` | `{"organization": {..., "actual_usages": {"edr": {billable_agents_count, unresponsive_agents_count, isolated_agents_count, outdated_agents_count}}}}` (the published OpenAPI's shape; with [`Settings::legacy_edr_block`] the older top-level `"edr": {agents_count, unresponsive_agents_count, isolated_agents_count}` instead) |
 //! | `GET /v1/agents?organization_id=&platform=&limit=&page=|page_token=` | `{"agents": [...], "pagination": {...}}` |
 //! | `GET /v1/agents/{id}` | `{"agent": {...}}` |
 //! | `GET /_emulator/huntress/organizations` | inspection: org id ↔ world customer |
@@ -27,10 +27,14 @@
 //! just served. The account is limited to [`Settings::requests_per_minute`]
 //! requests per sliding minute (60); over it, 429 with `Retry-After`.
 //!
-//! Truth: an organisation's `agents_count` (and `edr.agents_count`) is the
-//! customer's reported EDR usage; a few of those agents are unresponsive
-//! or isolated. Noise: organisations with no agents and the MSP's internal
-//! organisation.
+//! Truth: an organisation's `actual_usages.edr.billable_agents_count` is the
+//! customer's reported EDR usage. `agents_count` (the list and the single
+//! GET) counts every agent, the unresponsive ones (no callback for
+//! [`UNRESPONSIVE_AFTER_DAYS`] days, not billable \[I\]) too, so a client
+//! billing `agents_count` over-bills. A few billable agents are isolated.
+//! The list carries no usage block (our sources show `actual_usages` only
+//! on the single GET; the stricter choice \[I\]). Noise: organisations with
+//! no agents and the MSP's internal organisation.
 
 // Handlers bail out early with a finished HTTP answer (`Err(Response)`);
 // boxing it would only add noise to a once-per-request path.
@@ -83,6 +87,9 @@ pub struct Settings {
     pub requests_per_minute: Option<usize>,
     /// The instant callbacks are relative to (default: start-up clock).
     pub as_of: Option<DateTime<Utc>>,
+    /// Serve the older single-organisation shape: a top-level `edr` block
+    /// with `agents_count`, no `actual_usages` and no billable count.
+    pub legacy_edr_block: bool,
 }
 
 impl Default for Settings {
@@ -91,6 +98,7 @@ impl Default for Settings {
             limit_max: LIMIT_MAX,
             requests_per_minute: Some(REQUESTS_PER_MINUTE),
             as_of: None,
+            legacy_edr_block: false,
         }
     }
 }
@@ -158,7 +166,9 @@ fn build(ctx: &EmulatorContext, now: DateTime<Utc>) -> (Vec<Org>, Vec<Agent>) {
             0
         };
         let isolated = u32::from(count > 5 && rng.chance(5));
-        for serial in 0..count {
+        // The unresponsive agents come on top of the `count` billable ones.
+        let total = count + unresponsive;
+        for serial in 0..total {
             let stale = serial < unresponsive;
             let callback_s = if stale {
                 i64::from(rng.range(8 * 86_400, 60 * 86_400))
@@ -170,7 +180,7 @@ fn build(ctx: &EmulatorContext, now: DateTime<Utc>) -> (Vec<Org>, Vec<Agent>) {
                 id: FIRST_AGENT_ID + agents.len() as u64,
                 org: index,
                 mac: rng.chance(12),
-                server: count - serial <= servers,
+                server: total - serial <= servers,
                 isolated: serial >= unresponsive && serial < unresponsive + isolated,
                 created_ms: last_callback_ms - i64::from(rng.range(30, 900)) * 86_400_000,
                 last_callback_ms,
@@ -515,11 +525,23 @@ async fn organization(
     };
     let (agents, unresponsive, isolated) = edr_counts(&state, org);
     let mut body = org_json(&state, org);
-    body["edr"] = json!({
-        "agents_count": agents,
-        "unresponsive_agents_count": unresponsive,
-        "isolated_agents_count": isolated,
-    });
+    if state.settings.legacy_edr_block {
+        body["edr"] = json!({
+            "agents_count": agents,
+            "unresponsive_agents_count": unresponsive,
+            "isolated_agents_count": isolated,
+        });
+    } else {
+        body["actual_usages"] = json!({
+            "edr": {
+                "billable_agents_count": agents - unresponsive,
+                "unresponsive_agents_count": unresponsive,
+                "outdated_agents_count": 0,
+                "isolated_agents_count": isolated,
+            },
+            "sat": {"learners_count": 0},
+        });
+    }
     Json(json!({"organization": body})).into_response()
 }
 
@@ -662,6 +684,7 @@ async fn inspect(State(state): State<Shared>) -> Json<Value> {
                     "name": o.name,
                     "internal": o.customer_index.is_none(),
                     "agents": agents,
+                    "billable": agents - unresponsive,
                     "unresponsive": unresponsive,
                     "isolated": isolated,
                 })

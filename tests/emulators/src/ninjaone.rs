@@ -22,9 +22,11 @@
 //! Paging follows the published v2 spec: list endpoints answer a plain JSON
 //! array; `after` is the last identifier of the previous page (records with
 //! a larger id follow) and `pageSize` caps the count. There is no next link:
-//! a page shorter than `pageSize` (or empty) is the last. An absent
-//! `pageSize` means [`Settings::page_size_max`] (10,000), and larger values
-//! are cut to it. Under a paging-loop fault `after` is ignored, so every
+//! an empty page is the end. An absent `pageSize` means
+//! [`Settings::page_size_max`] ([`PAGE_SIZE_MAX`], 300), and larger values
+//! are cut to it: NinjaOne publishes no maximum, so the emulator serves
+//! fewer than asked, as a real server may \[I, the stricter choice\]; a
+//! client that takes a short page for the last reads only the first 300. Under a paging-loop fault `after` is ignored, so every
 //! request returns the first page again and the cursor a client computes
 //! from it repeats.
 //!
@@ -66,8 +68,9 @@ use filter::Filter;
 pub const CLIENT_ID: &str = "ninja-emu-client-Qw81";
 /// The matching client secret.
 pub const CLIENT_SECRET: &str = "ninja-emu-secret-Lp0x-3vB";
-/// Largest page served (and the size when `pageSize` is absent).
-pub const PAGE_SIZE_MAX: usize = 10_000;
+/// Largest page served (and the size when `pageSize` is absent): smaller
+/// than the 10,000 connectors may ask for, so short pages are exercised.
+pub const PAGE_SIZE_MAX: usize = 300;
 /// Token lifetime (`expires_in`).
 pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Scopes a client may ask for.
