@@ -744,7 +744,9 @@ async fn the_plan_of_an_add_lists_the_adjustment_and_posts_nothing() {
     let plan = session.plan_quantity_change(&request).await.expect("plan");
     let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET", "GET", "POST", "GET", "GET"], "{plan:#?}");
-    let root = format!("{}/atservicesrest/v1.0", emulator.base());
+    // The zone answers `…/ATServicesRest/` (its own casing): the connector
+    // uses the URL as given.
+    let root = format!("{}{}/v1.0", emulator.base(), at::ZONE_ROOT);
     for (call, entity) in [
         (0, "Services"),
         (1, "ContractServices"),
@@ -870,14 +872,14 @@ async fn plan_lists_the_adjustment_and_posts_nothing() {
     let methods: Vec<&str> = plan.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET", "GET", "GET", "POST", "GET"], "{plan:#?}");
     assert!(plan[0].url.ends_with(&format!(
-        "/atservicesrest/v1.0/ContractServices/{}",
+        "{}/v1.0/ContractServices/{}",
+        at::ZONE_ROOT,
         line.id
     )));
-    assert!(
-        plan[3]
-            .url
-            .ends_with("/atservicesrest/v1.0/ContractServiceAdjustments")
-    );
+    assert!(plan[3].url.ends_with(&format!(
+        "{}/v1.0/ContractServiceAdjustments",
+        at::ZONE_ROOT
+    )));
     let body: Value = serde_json::from_str(plan[3].body.as_deref().expect("body")).expect("JSON");
     assert_eq!(body["unitChange"], 3);
     assert_eq!(body["contractID"].to_string(), contract);

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use trueup_conformance::psa::{Against, Connection};
-use trueup_emulators::connectwise as cw;
 use trueup_emulators::faults::FaultPlan;
 use trueup_emulators::{Kind, Settings};
+use trueup_emulators::{autotask as at, connectwise as cw};
 use trueup_plugin_host::limits::LimitSettings;
 use trueup_plugin_host::{CallError, CallErrorKind, ConnectorFailure, PsaSession};
 
@@ -56,7 +56,7 @@ const PSAS: [Psa; 3] = [
         kind: Kind::Autotask,
         small_pages: &[],
         companies_path: "/Companies",
-        companies_request: |base| format!("POST {base}/atservicesrest/v1.0/Companies/query"),
+        companies_request: |base| format!("POST {base}{}/v1.0/Companies/query", at::ZONE_ROOT),
     },
     Psa {
         id: "trueup.halopsa",

@@ -4,7 +4,8 @@
 //!
 //! 1. Zone lookup (no credentials, exempt from limits):
 //!    `GET <origin>/atservicesrest/v1.0/zoneInformation?user=<UserName>` →
-//!    `{"zoneName": ..., "url": "<origin>/atservicesrest/", "webUrl": ..., "ci": ...}`.
+//!    `{"zoneName": ..., "url": "<origin>/ATServicesRest/", "webUrl": ..., "ci": ...}`
+//!    (the casing differs from the lookup's, as real answers do: [`ZONE_ROOT`]).
 //! 2. Every other call goes to `<url>v1.0/...` with the headers
 //!    `ApiIntegrationCode: TRUEUPEMULATOR7Q4ZC2K3XW9`,
 //!    `UserName: trueup-api@cobaltridgeit.com`, `Secret: Tu$ecret-4f8a2c`
@@ -32,7 +33,7 @@
 //! - `GET|POST /{Entity}/query/count` → `{"queryCount": n}`.
 //!
 //! Results are ordered by `id`, at most [`query::MAX_RECORDS`] (500) per
-//! page; `MaxRecords` outside 1–500 is refused. `nextPageUrl` /
+//! page (fewer with [`Settings::max_records`]); `MaxRecords` outside 1–500 is refused. `nextPageUrl` /
 //! `prevPageUrl` are absolute `…/{Entity}/query/next?paging=…&search=…` URLs
 //! to follow with `GET` (or `POST` with the same body). A query that spans
 //! more than one page and uses `IncludeFields` must include `id`. The
@@ -133,6 +134,12 @@ pub const SECRET: &str = "Tu$ecret-4f8a2c";
 pub const INTEGRATION_CODE: &str = "TRUEUPEMULATOR7Q4ZC2K3XW9";
 /// The REST root; the zone URL is `<origin>` + this + `/`.
 pub const ROOT: &str = "/atservicesrest";
+/// The REST root as the zone lookup spells it: real answers mix the case
+/// (`https://webservices5.autotask.net/ATServicesRest/`, seen in clients'
+/// logs) while documentation and lookups use `atservicesrest`; paths match
+/// case-insensitively, so a client must use the URL as given, never match
+/// it against a lower-case constant.
+pub const ZONE_ROOT: &str = "/ATServicesRest";
 /// The API version segment.
 pub const VERSION: &str = "v1.0";
 /// Default requests per rolling hour for the whole database.
@@ -170,7 +177,21 @@ pub struct Settings {
     pub processing_delay: Duration,
     /// "Today" for seeding and posted periods; `None` = UTC date at start.
     pub today: Option<NaiveDate>,
+    /// The most records a query page holds: `MaxRecords` above it is served
+    /// this many (default [`query::MAX_RECORDS`], Autotask's 500). Tests
+    /// lower it to play a server that caps pages below what a client asks
+    /// for; a client must follow `nextPageUrl` until it is null.
+    pub max_records: usize,
+    /// Serve the contract with the lowest id with an unreadable
+    /// `startDate` ([`MALFORMED_DATE`]) in query results: one bad record
+    /// among good ones. A connector must report it by name (WIT 0.1 has no
+    /// per-record exclusion).
+    pub malformed_date: bool,
 }
+
+/// The `startDate` served for the malformed contract
+/// ([`Settings::malformed_date`]).
+pub const MALFORMED_DATE: &str = "31/12/2026";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -183,6 +204,8 @@ impl Default for Settings {
             usage_latency: true,
             processing_delay: Duration::ZERO,
             today: None,
+            max_records: query::MAX_RECORDS,
+            malformed_date: false,
         }
     }
 }
@@ -362,7 +385,7 @@ impl At {
             StatusCode::OK,
             json!({
                 "zoneName": "Emulator Zone",
-                "url": format!("{}{ROOT}/", self.base_url),
+                "url": format!("{}{ZONE_ROOT}/", self.base_url),
                 "webUrl": format!("{}/", self.base_url),
                 "ci": 1,
             }),
@@ -594,11 +617,26 @@ impl EntityRequest<'_> {
         if let Some(size) = size {
             search.max_records = size.clamp(1, query::MAX_RECORDS);
         }
-        let page = query::run(records, &search, cursor)?;
+        search.max_records = search
+            .max_records
+            .min(self.at.settings.max_records.clamp(1, query::MAX_RECORDS));
+        let mut page = query::run(records, &search, cursor)?;
+        if self.at.settings.malformed_date
+            && E::NAME == "Contracts"
+            && let Some(first) = records.first().map(Entity::id)
+        {
+            for item in &mut page.items {
+                if item.get("id").and_then(Value::as_i64) == Some(first)
+                    && item.get("startDate").is_some()
+                {
+                    item["startDate"] = MALFORMED_DATE.into();
+                }
+            }
+        }
         let search_text = search_json.to_string();
         let url = |cursor: Cursor| {
             format!(
-                "{}{ROOT}/{VERSION}/{}/query/next?{}",
+                "{}{ZONE_ROOT}/{VERSION}/{}/query/next?{}",
                 self.at.base_url,
                 E::NAME,
                 encode_query([

@@ -33,7 +33,7 @@
 //! (`field [asc|desc]`, comma-separated, any filterable field), `fields`
 //! (comma-separated paths to keep), `page` (1-based) and `pageSize`
 //! (default 25; values above 1,000 are clamped to 1,000, as ConnectWise
-//! does). Navigable paging answers a `Link` header with absolute
+//! does; [`Settings::max_page_size`] lowers the cap). Navigable paging answers a `Link` header with absolute
 //! `rel="first"`/`"prev"`/`"next"`/`"last"` URLs. Forward-only paging
 //! (request header `pagination-type: forward-only`) orders by `id`, returns
 //! records with `id > pageId` and links `rel="next"` with the last id as
@@ -149,7 +149,23 @@ pub struct Settings {
     pub requests_per_minute: usize,
     /// "Today" for seeding and statuses; `None` = the UTC date at start.
     pub today: Option<NaiveDate>,
+    /// The largest page served: a larger `pageSize` is clamped to it,
+    /// silently, as ConnectWise clamps to [`MAX_PAGE_SIZE`]. Tests lower it
+    /// to play a server that caps pages below what a client asks for (a
+    /// client must page by the `Link` header, never by comparing a page's
+    /// length with the size it asked for).
+    pub max_page_size: usize,
+    /// Serve the agreement with the lowest id with an unreadable
+    /// `startDate` ([`MALFORMED_DATE`]) in lists: one bad record among
+    /// good ones, as a hand-edited or migrated database holds. A connector
+    /// must report it by name (WIT 0.1 has no per-record exclusion).
+    pub malformed_date: bool,
 }
+
+/// The `startDate` served for the malformed agreement
+/// ([`Settings::malformed_date`]): day-first, as a misconfigured export
+/// writes it.
+pub const MALFORMED_DATE: &str = "31/12/2026";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -159,6 +175,8 @@ impl Default for Settings {
             private_key: PRIVATE_KEY.to_owned(),
             requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
             today: None,
+            max_page_size: MAX_PAGE_SIZE,
+            malformed_date: false,
         }
     }
 }
@@ -405,6 +423,7 @@ impl Cw {
             path,
             base_url: &self.base_url,
             faults: &self.faults,
+            max_page_size: self.settings.max_page_size.clamp(1, MAX_PAGE_SIZE),
         };
         match segments {
             ["system", "info"] if get => Ok(json_response(
@@ -517,10 +536,21 @@ impl Cw {
         match rest {
             [] | ["count"] if get => {
                 let data = lock(&self.data);
+                let malformed = self
+                    .settings
+                    .malformed_date
+                    .then(|| data.agreements.iter().map(|a| a.id).min())
+                    .flatten();
                 let all: Vec<Value> = data
                     .agreements
                     .iter()
-                    .map(|a| render.agreement(a, data.company(a.company_id)))
+                    .map(|a| {
+                        let mut json = render.agreement(a, data.company(a.company_id));
+                        if Some(a.id) == malformed {
+                            json["startDate"] = MALFORMED_DATE.into();
+                        }
+                        json
+                    })
                     .collect();
                 if rest.is_empty() {
                     lister.list(all, &data::AGREEMENT_SCHEMA)
@@ -645,6 +675,7 @@ struct Lister<'a> {
     path: &'a str,
     base_url: &'a str,
     faults: &'a Faults,
+    max_page_size: usize,
 }
 
 struct OrderKey {
@@ -751,10 +782,9 @@ impl Lister<'_> {
         let page_size = match self.number("pageSize")? {
             None => DEFAULT_PAGE_SIZE,
             Some(n) if n < 1 => DEFAULT_PAGE_SIZE,
-            Some(n) => usize::try_from(n)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
+            Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE),
+        }
+        .min(self.max_page_size);
         let forward_only = self
             .headers
             .get("pagination-type")

@@ -315,7 +315,9 @@ impl Entity for ContractService {
         ("serviceID", I),
         ("unitPrice", N),
         ("unitCost", N),
-        ("adjustedPrice", N),
+        // No `adjustedPrice`: that is the SOAP API's name; REST has only
+        // `internalCurrencyAdjustedPrice` (api-facts §3.2 [A10]), and an
+        // unknown IncludeFields name is refused.
         ("internalCurrencyUnitPrice", N),
         ("internalCurrencyAdjustedPrice", N),
         ("invoiceDescription", T),
@@ -332,10 +334,9 @@ impl Entity for ContractService {
             "id" => self.id.into(),
             "contractID" => self.contract_id.into(),
             "serviceID" => self.service_id.into(),
-            "unitPrice"
-            | "adjustedPrice"
-            | "internalCurrencyUnitPrice"
-            | "internalCurrencyAdjustedPrice" => money(self.unit_price),
+            "unitPrice" | "internalCurrencyUnitPrice" | "internalCurrencyAdjustedPrice" => {
+                money(self.unit_price)
+            }
             "unitCost" => money(self.unit_cost),
             "invoiceDescription" => text(self.invoice_description.as_deref()),
             _ => Value::Null,
