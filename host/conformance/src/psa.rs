@@ -30,7 +30,25 @@
 //! 8. **faults**: a 429 burst gives `rate-limited` with the `Retry-After`
 //!    wait, a 500 a transient `upstream`, truncated JSON an `internal`
 //!    error naming the URL, and a paging loop is detected and reported
-//!    within [`LOOP_CALLS`] calls.
+//!    within [`LOOP_CALLS`] calls;
+//! 9. **what real servers do** (issue 14): the lines' product keys are the
+//!    PSA's stable ids (one id per catalogue item, never its name); the
+//!    full sync asked for at most one OAuth token (a PSA without tokens,
+//!    none); a company listing whose first [`RATE_LIMITED_REQUESTS`]
+//!    requests are answered `429` with `Retry-After` finishes with every
+//!    company and not before the waits (the connector waits, or reports
+//!    `rate-limited` and the kit waits); and a full sync against an
+//!    emulator that serves at most [`PAGE_CAP`] records a page — fewer than
+//!    any connector asks for — still bills the world's truth (paging to the
+//!    documented end, never by a short page).
+//!
+//! What the truth check of step 2 also covers: lines read when a listing
+//! omits them (the world's lines must all be billed) and dates the PSA
+//! leaves unset (a contract read with a sentinel end would not bill).
+//! One malformed record among good ones (an emulator serving one contract
+//! with an unreadable start date): WIT 0.1 has no way to report a
+//! per-record exclusion, so the check asserts what it allows — the sync
+//! fails loudly quoting what was seen, never succeeds without the record.
 //!
 //! The plugin's config and grants are pointed at the emulator: the config
 //! keys of the shipped connectors are set (see [`Against::config`]) where
@@ -43,6 +61,7 @@ mod against;
 mod change;
 mod connect;
 mod faults;
+mod hardening;
 mod scenario;
 mod sync;
 mod writes;
@@ -51,6 +70,9 @@ pub use against::{Against, secrets_for, settings_for};
 pub use change::{ADD_QUANTITY, WRITE_INCREMENT, add_line_change, product_missing_from};
 pub use connect::{ConformanceError, Connection, connect};
 pub use faults::{LOOP_CALLS, RETRY_AFTER_SECS};
+pub use hardening::{
+    MAX_RATE_LIMITED_CALLS, PAGE_CAP, RATE_LIMIT_RETRY_AFTER_SECS, RATE_LIMITED_REQUESTS,
+};
 pub use scenario::{SCENARIO_CUSTOMERS, SCENARIO_SEED, Scenario, run};
 pub use sync::{Cost, MAX_PAGES, SERVICES_BATCH, SyncError, Synced, full_sync, truth_mismatches};
 

@@ -51,6 +51,48 @@ impl Against {
         settings
     }
 
+    /// Emulator settings (as [`Against::emulator_settings`]) with pages
+    /// capped at `cap` records whatever a client asks for, or `None` when
+    /// this emulator has no such knob (HaloPSA's emulator, owned with its
+    /// connector, has none yet).
+    pub fn page_capped_settings(self, today: NaiveDate, cap: usize) -> Option<Settings> {
+        let mut settings = self.emulator_settings(today);
+        match self {
+            Against::ConnectWise => settings.connectwise.max_page_size = cap,
+            Against::Autotask => settings.autotask.max_records = cap,
+            Against::HaloPsa => return None,
+        }
+        Some(settings)
+    }
+
+    /// Emulator settings (as [`Against::emulator_settings`]) where one
+    /// contract among the good ones has an unreadable start date, or
+    /// `None` when this emulator has no such knob (HaloPSA's, for now).
+    pub fn malformed_settings(self, today: NaiveDate) -> Option<Settings> {
+        let mut settings = self.emulator_settings(today);
+        match self {
+            Against::ConnectWise => settings.connectwise.malformed_date = true,
+            Against::Autotask => settings.autotask.malformed_date = true,
+            Against::HaloPsa => return None,
+        }
+        Some(settings)
+    }
+
+    /// The unreadable start date [`Against::malformed_settings`] serves.
+    pub fn malformed_date(self) -> &'static str {
+        match self {
+            Against::ConnectWise => trueup_emulators::connectwise::MALFORMED_DATE,
+            Against::Autotask | Against::HaloPsa => trueup_emulators::autotask::MALFORMED_DATE,
+        }
+    }
+
+    /// Whether the PSA authenticates with OAuth tokens (HaloPSA); the
+    /// others send credentials on every request (ConnectWise Basic + a
+    /// `clientId`, Autotask's three headers) and request no token.
+    pub fn uses_tokens(self) -> bool {
+        matches!(self, Against::HaloPsa)
+    }
+
     /// Config values pointing the shipped connector at the emulator at
     /// `origin` (e.g. `http://127.0.0.1:41234`).
     pub fn config(self, origin: &str) -> Vec<(&'static str, String)> {

@@ -15,6 +15,10 @@ use super::against::Against;
 use super::change::{add_line, change_line, write_target};
 use super::connect::{ConformanceError, connect};
 use super::faults::check_faults;
+use super::hardening::{
+    check_malformed_record, check_page_cap, check_product_ids, check_rate_limited_sync,
+    check_tokens, token_requests,
+};
 use super::sync::{SERVICES_BATCH, full_sync, truth_mismatches};
 use crate::report::{Report, describe_failure};
 
@@ -112,6 +116,7 @@ pub async fn run(
         types: against.contract_types(),
         active_only: false,
     };
+    let tokens_before = token_requests(&running);
     let synced = match full_sync(&mut main, &filter).await {
         Ok(synced) => synced,
         Err(error) => {
@@ -166,6 +171,7 @@ pub async fn run(
             ))
         }
     });
+    let tokens = token_requests(&running) - tokens_before;
     let mismatches = truth_mismatches(&world, scenario.as_of, &synced);
     report.record(
         "services match the billing truth",
@@ -249,6 +255,9 @@ pub async fn run(
     };
     report.record("cursors continue in a fresh instance", continued().await);
 
+    check_product_ids(&mut report, &synced);
+    check_tokens(&mut report, against, tokens);
+
     // 3–6. plan, write, read back, write again
     let Some((contract, line)) = write_target(&synced, scenario.as_of) else {
         report.record(
@@ -280,5 +289,11 @@ pub async fn run(
 
     // 8. faults, each on a fresh session (no cached token or zone)
     check_faults(&mut report, &connection, &running).await;
+
+    // 9. what real servers do: a 429 mid-listing, pages capped below the
+    // size asked for
+    check_rate_limited_sync(&mut report, &connection, &running, synced.companies.len()).await;
+    check_page_cap(&mut report, (engine, dir, base), against, scenario, &world).await;
+    check_malformed_record(&mut report, (engine, dir, base), against, scenario, &world).await;
     Ok(report)
 }
