@@ -322,13 +322,18 @@ pub struct Amounts {
 
 impl Amounts {
     /// The amounts for `quantity` at the unit prices.
+    ///
+    /// Saturating: inputs within [`crate::model::amount`]'s limits stay far
+    /// inside `Decimal`'s range, so only data past them (a rule's minimum
+    /// of 10²⁸ units, say) can reach the bound, and that must not panic a
+    /// month-end.
     pub fn at(quantity: Decimal, unit_price: Decimal, unit_cost: Decimal) -> Self {
-        let price = round_money(quantity * unit_price);
-        let cost = round_money(quantity * unit_cost);
+        let price = round_money(quantity.saturating_mul(unit_price));
+        let cost = round_money(quantity.saturating_mul(unit_cost));
         Self {
             price,
             cost,
-            margin: price - cost,
+            margin: price.saturating_sub(cost),
         }
     }
 }
@@ -366,7 +371,7 @@ impl CardMoney {
             unit_cost,
             before,
             after,
-            delta: after.price - before.price,
+            delta: after.price.saturating_sub(before.price),
         }
     }
 }
@@ -519,14 +524,15 @@ pub fn totals(cards: &[ServiceCard]) -> CardTotals {
             continue;
         }
         if let Some(money) = card.money {
+            // Saturating, as in `Amounts::at`.
             if money.delta > Decimal::ZERO {
-                out.under_billed += money.delta;
+                out.under_billed = out.under_billed.saturating_add(money.delta);
             } else {
-                out.over_billed -= money.delta;
+                out.over_billed = out.over_billed.saturating_sub(money.delta);
             }
         }
     }
-    out.at_stake = out.under_billed + out.over_billed;
+    out.at_stake = out.under_billed.saturating_add(out.over_billed);
     out
 }
 

@@ -62,11 +62,16 @@ pub enum ExclusionCode {
     UsageIgnoredByRule,
     /// A second record with an id already seen; the first one is used.
     DuplicateRecord,
+    /// A quantity, price or cost beyond the limits of
+    /// [`crate::model::amount`] (stored before the limits were enforced, or
+    /// from a source that does not check them): left out rather than let
+    /// the arithmetic overflow.
+    ValueOutOfRange,
 }
 
 impl ExclusionCode {
     /// Every code, in order (for listings that show zero counts too).
-    pub const ALL: [ExclusionCode; 17] = [
+    pub const ALL: [ExclusionCode; 18] = [
         ExclusionCode::ContractInactive,
         ExclusionCode::ContractCancelled,
         ExclusionCode::ContractExpired,
@@ -84,6 +89,7 @@ impl ExclusionCode {
         ExclusionCode::UsageAfterAsOf,
         ExclusionCode::UsageIgnoredByRule,
         ExclusionCode::DuplicateRecord,
+        ExclusionCode::ValueOutOfRange,
     ];
 
     /// The code as stored and served (`contract_inactive`, ...).
@@ -106,6 +112,7 @@ impl ExclusionCode {
             ExclusionCode::UsageAfterAsOf => "usage_after_as_of",
             ExclusionCode::UsageIgnoredByRule => "usage_ignored_by_rule",
             ExclusionCode::DuplicateRecord => "duplicate_record",
+            ExclusionCode::ValueOutOfRange => "value_out_of_range",
         }
     }
 

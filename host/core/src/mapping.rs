@@ -169,7 +169,11 @@ impl UsageMeasure {
                 }
             }
             Self::DailyAverage => {
-                let sum: Decimal = days.iter().map(|(_, q)| *q).sum();
+                // Daily totals are bounded (each row adds at most 10¹⁴,
+                // see `reconcile`); saturating all the same, never a panic.
+                let sum = days
+                    .iter()
+                    .fold(Decimal::ZERO, |sum, (_, q)| sum.saturating_add(*q));
                 MeasuredDays {
                     from: first.0,
                     to: last.0,
@@ -195,10 +199,21 @@ pub struct Tolerance {
 impl Tolerance {
     /// Whether `vendor` is close enough to `psa` to leave alone.
     pub fn accepts(&self, psa: Decimal, vendor: Decimal) -> bool {
-        let diff = (vendor - psa).abs();
+        // Checked: the tolerance comes from rules and is not bounded; a
+        // difference or product past `Decimal` is not within any tolerance.
+        let Some(diff) = vendor.checked_sub(psa).map(|d| d.abs()) else {
+            return false;
+        };
         diff <= self.units
             || (self.percent > Decimal::ZERO
-                && diff * Decimal::ONE_HUNDRED <= self.percent * psa.abs())
+                && match (
+                    diff.checked_mul(Decimal::ONE_HUNDRED),
+                    self.percent.checked_mul(psa.abs()),
+                ) {
+                    (Some(scaled), Some(allowed)) => scaled <= allowed,
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                })
     }
 }
 
@@ -244,7 +259,7 @@ impl AutoApprove {
     /// Whether moving from `psa` to `target` may be auto-approved.
     pub fn allows(&self, psa: Decimal, target: Decimal) -> bool {
         self.max_increase
-            .is_some_and(|max| target > psa && target - psa <= max)
+            .is_some_and(|max| target > psa && target.checked_sub(psa).is_some_and(|up| up <= max))
     }
 }
 

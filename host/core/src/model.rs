@@ -101,13 +101,133 @@ text_id!(
 /// serde_json reads `12.5` as an `f64` before `Decimal` sees it, so a
 /// fractional JSON number would pass through binary floating point; rejecting
 /// it with a message that says to quote the value keeps floats out of money.
+///
+/// # Limits
+///
+/// Every amount that enters Trueup (push API, CSV import, JSON requests) is
+/// held to [`MAX_QUANTITY`], [`MAX_UNIT_PRICE`] and [`MAX_SCALE`]. The bounds
+/// are what keeps the reconcile's arithmetic inside `Decimal`'s range
+/// (about 7.9 × 10²⁸) without a check at every step: a routed quantity is at
+/// most `MAX_QUANTITY × MAX_SKU_MULTIPLIER` (10¹⁴), its money at most
+/// 10¹⁴ × `MAX_UNIT_PRICE` = 10²⁴, so even 10⁴ such cards sum far below the
+/// limit. Values beyond them are refused at the door ([`parse`], [`check`]);
+/// older stored data beyond them is left out of a reconcile as an exclusion
+/// (`value_out_of_range`), never a panic. The serde functions below read
+/// any value `Decimal` holds exactly (stored cards' money may pass the input
+/// limits) and refuse, rather than round, one it cannot.
 pub mod amount {
     use std::fmt;
-    use std::str::FromStr;
 
     use rust_decimal::Decimal;
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
+
+    /// The largest quantity accepted (ten billion units; in either sign).
+    pub const MAX_QUANTITY: Decimal = Decimal::from_parts(1_410_065_408, 2, 0, false, 0);
+
+    /// The largest price or cost per unit accepted (ten billion; in either
+    /// sign).
+    pub const MAX_UNIT_PRICE: Decimal = MAX_QUANTITY;
+
+    /// The largest of the limits above: what a parser that does not know
+    /// which field it reads holds a value to.
+    pub const MAX_AMOUNT: Decimal = MAX_QUANTITY;
+
+    /// Most decimal places accepted: what `Decimal` holds. Its parser
+    /// rounds anything finer silently; [`parse`] refuses it instead, and
+    /// refuses a value whose digits in all (whole and fraction) `Decimal`
+    /// cannot hold exactly.
+    pub const MAX_SCALE: u32 = 28;
+
+    /// Why an amount is refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum AmountError {
+        /// Not a plain decimal.
+        #[error("{0:?} is not a decimal number (digits with an optional '.' and sign)")]
+        Syntax(String),
+        /// More decimal places than [`MAX_SCALE`].
+        #[error(
+            "{text:?} has {places} decimal places: more digits than are kept exactly (at most {MAX_SCALE} places and 28 significant digits); round it before sending"
+        )]
+        TooPrecise {
+            /// The value as given.
+            text: String,
+            /// Its decimal places.
+            places: usize,
+        },
+        /// Larger in magnitude than the field's limit.
+        #[error("{what} {value} is beyond the limit: at most {limit} (in either sign) is accepted")]
+        TooLarge {
+            /// The field (`quantity`, `unit_price`, ...).
+            what: String,
+            /// The value.
+            value: String,
+            /// The limit it passes.
+            limit: Decimal,
+        },
+    }
+
+    /// Reads a plain decimal (an optional sign, digits, at most one `.`; no
+    /// exponent, grouping or spaces) exactly, refusing more than
+    /// [`MAX_SCALE`] places and magnitudes beyond [`MAX_AMOUNT`].
+    ///
+    /// # Errors
+    /// [`AmountError`], saying what is wrong.
+    pub fn parse(text: &str) -> Result<Decimal, AmountError> {
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.len() + fraction.len() == 0 || !plain(whole) || !plain(fraction) {
+            return Err(AmountError::Syntax(text.to_owned()));
+        }
+        // Trailing zeros add no precision ("1.50000000000" is 1.5).
+        let places = fraction.trim_end_matches('0').len();
+        if places > MAX_SCALE as usize {
+            return Err(AmountError::TooPrecise {
+                text: text.to_owned(),
+                places,
+            });
+        }
+        // Leading zeros carry no magnitude; more whole digits than the
+        // limit has cannot be within it (and may not fit a Decimal).
+        let significant = whole.trim_start_matches('0').len();
+        let too_large = || AmountError::TooLarge {
+            what: "the amount".into(),
+            value: text.to_owned(),
+            limit: MAX_AMOUNT,
+        };
+        if significant > 11 {
+            return Err(too_large());
+        }
+        let value = Decimal::from_str_exact(text).map_err(|_| AmountError::TooPrecise {
+            text: text.to_owned(),
+            places,
+        })?;
+        check("the amount", value, MAX_AMOUNT).map_err(|_| too_large())?;
+        Ok(value)
+    }
+
+    /// `value` if its magnitude is at most `limit` and it has at most
+    /// [`MAX_SCALE`] places; `what` names the field in the error.
+    ///
+    /// # Errors
+    /// [`AmountError::TooLarge`] or [`AmountError::TooPrecise`].
+    pub fn check(what: &str, value: Decimal, limit: Decimal) -> Result<Decimal, AmountError> {
+        if value.abs() > limit {
+            return Err(AmountError::TooLarge {
+                what: what.to_owned(),
+                value: value.to_string(),
+                limit,
+            });
+        }
+        if value.normalize().scale() > MAX_SCALE {
+            return Err(AmountError::TooPrecise {
+                text: value.to_string(),
+                places: value.normalize().scale() as usize,
+            });
+        }
+        Ok(value)
+    }
 
     /// Writes the decimal as a string, keeping its scale (`"12.50"`).
     pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
@@ -129,8 +249,15 @@ pub mod amount {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
-            Decimal::from_str(v.trim())
-                .map_err(|e| E::custom(format!("`{v}` is not a decimal number: {e}")))
+            // Exact: a value `Decimal` cannot hold (more than 28 places, or
+            // more digits than it has) is refused, not silently rounded.
+            // No magnitude limit here: this also reads stored cards, whose
+            // money may be past the input limits.
+            Decimal::from_str_exact(v.trim()).map_err(|e| {
+                E::custom(format!(
+                    "`{v}` is not a decimal number Trueup can hold exactly ({e}); at most 28 significant digits"
+                ))
+            })
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
@@ -172,6 +299,45 @@ pub mod amount {
             #[derive(Deserialize)]
             struct Wrapped(#[serde(with = "super")] Decimal);
             Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(v)| v))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- text
+
+/// Checks for text that enters Trueup from outside (names, SKUs, notes
+/// through the push API, CSV imports and JSON requests).
+pub mod text {
+    /// Whether `c` may not appear in stored text: control characters (C0,
+    /// DEL, C1) — they corrupt logs, CSV exports and terminals — and the
+    /// bidirectional overrides and isolates, which make a name read
+    /// differently from what it is. `multiline` allows `\n`, `\r` and
+    /// `\t` (notes).
+    pub fn is_refused(c: char, multiline: bool) -> bool {
+        if multiline && matches!(c, '\n' | '\r' | '\t') {
+            return false;
+        }
+        c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+
+    /// `Ok` if `value` has no refused character ([`is_refused`]); else
+    /// what is wrong, naming `what` and the first such character and where.
+    ///
+    /// # Errors
+    /// The message, e.g. `sku_name contains the control character U+0007
+    /// at character 4; send plain text`.
+    pub fn check(what: &str, value: &str, multiline: bool) -> Result<(), String> {
+        match value
+            .chars()
+            .enumerate()
+            .find(|&(_, c)| is_refused(c, multiline))
+        {
+            None => Ok(()),
+            Some((at, c)) => Err(format!(
+                "{what} contains the control character U+{:04X} at character {}; send plain text",
+                u32::from(c),
+                at + 1
+            )),
         }
     }
 }
@@ -608,5 +774,126 @@ mod tests {
         assert_eq!(BillingCycle::Quarterly.months(), Some(3));
         assert_eq!(BillingCycle::OneTime.months(), None);
         assert_eq!(BillingCycle::Other("Bi-Weekly".into()).months(), None);
+    }
+
+    /// Issue 17 (1, 2): the door parser holds amounts to the limits and
+    /// refuses, rather than rounds, precision past `MAX_SCALE`.
+    #[test]
+    fn amounts_past_the_limits_or_the_precision_are_refused() {
+        use std::str::FromStr;
+
+        use super::amount::{AmountError, MAX_AMOUNT, MAX_SCALE, parse};
+
+        for (text, expected) in [
+            ("12.50", "12.50"),
+            ("-3", "-3"),
+            ("+7.25", "7.25"),
+            ("10000000000", "10000000000"),
+            ("0.0000000001", "0.0000000001"),
+            ("1.50000000000000000", "1.50000000000000000"),
+            ("00000000000000012", "12"),
+        ] {
+            let value = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                value,
+                Decimal::from_str(expected).expect("decimal"),
+                "{text}"
+            );
+        }
+        let too_large = parse("79228162514264337593543950335").expect_err("Decimal::MAX");
+        assert!(matches!(too_large, AmountError::TooLarge { limit, .. } if limit == MAX_AMOUNT));
+        assert!(
+            too_large.to_string().contains("at most 10000000000"),
+            "{too_large}"
+        );
+        assert!(matches!(
+            parse("10000000000.01"),
+            Err(AmountError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse("-10000000001"),
+            Err(AmountError::TooLarge { .. })
+        ));
+        // 29 places: `Decimal::from_str` rounded this to 28 silently.
+        let precise = parse("0.00000000000000000000000000001").expect_err("29 places");
+        assert!(
+            matches!(precise, AmountError::TooPrecise { places: 29, .. }),
+            "{precise:?}"
+        );
+        assert!(
+            precise
+                .to_string()
+                .contains(&format!("at most {MAX_SCALE}"))
+        );
+        assert_eq!(
+            parse("0.0000000000000000000000000001").map(|v| v.scale()),
+            Ok(28)
+        );
+        // 11 + 20 digits: more than a Decimal holds exactly.
+        assert!(matches!(
+            parse("12345678901.12345678901234567891"),
+            Err(AmountError::TooLarge { .. }) | Err(AmountError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse("1234567890.123456789012345678901"),
+            Err(AmountError::TooPrecise { places: 21, .. })
+        ));
+        for bad in [
+            "", "-", ".", "1.2.3", "1e5", "1_000", "1,5", " 1", "abc", "NaN", "--1",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(AmountError::Syntax(_))),
+                "{bad:?}: {:?}",
+                parse(bad)
+            );
+        }
+    }
+
+    /// Issue 17 (2): JSON amounts `Decimal` cannot hold exactly are refused,
+    /// not rounded at 28 places.
+    #[test]
+    fn serde_amounts_are_exact_or_refused() {
+        #[derive(Debug, Deserialize)]
+        struct Holder {
+            #[serde(with = "amount")]
+            value: Decimal,
+        }
+        let held: Holder = serde_json::from_str(r#"{"value": "12.50"}"#).expect("exact");
+        assert_eq!(held.value.to_string(), "12.50");
+        // Stored money may pass the input limits: still read.
+        let big: Holder =
+            serde_json::from_str(r#"{"value": "79228162514264337593543950335"}"#).expect("MAX");
+        assert_eq!(big.value, Decimal::MAX);
+        let error =
+            serde_json::from_str::<Holder>(r#"{"value": "0.00000000000000000000000000001"}"#)
+                .expect_err("29 places");
+        assert!(error.to_string().contains("exactly"), "{error}");
+    }
+
+    /// Issue 17 (3): control characters and bidi overrides are refused,
+    /// naming the field and the character; notes may have line breaks.
+    #[test]
+    fn control_characters_in_text_are_refused() {
+        use super::text::check;
+
+        assert!(check("name", "Contoso Ltd — Zürich 東京", false).is_ok());
+        assert!(check("note", "line one\nline two\ttab", true).is_ok());
+        let bell = check("sku_name", "abc\u{7}d", false).expect_err("BEL");
+        assert_eq!(
+            bell,
+            "sku_name contains the control character U+0007 at character 4; send plain text"
+        );
+        for bad in [
+            "a\nb",
+            "\u{1b}[31m",
+            "x\u{7f}",
+            "\u{85}",
+            "evil\u{202E}gpj.exe",
+            "\u{2066}",
+        ] {
+            assert!(check("name", bad, false).is_err(), "{bad:?}");
+        }
+        assert!(check("note", "\u{0}", true).is_err());
+        assert!(check("note", "\u{202E}", true).is_err());
     }
 }

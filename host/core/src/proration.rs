@@ -178,7 +178,9 @@ pub fn preview_change(
     unit_price: Decimal,
     prorate: bool,
 ) -> Result<ProrationPreview, ProrationError> {
-    let delta_units = to_quantity - from_quantity;
+    let delta_units = to_quantity
+        .checked_sub(from_quantity)
+        .ok_or(ProrationError::Overflow(to_quantity))?;
     let full = round_money(
         delta_units
             .checked_mul(unit_price)

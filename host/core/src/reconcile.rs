@@ -28,10 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::{CardTotals, MappingRefs, ServiceCard, totals};
 use crate::effective::PsaProfile;
-use crate::eligibility::{EligibleContract, Exclusion, assess};
+use crate::eligibility::{
+    EligibleContract, EligibleLine, Exclusion, ExclusionCode, Severity, Subject, assess,
+};
 use crate::fasthash::FxHashMap;
 use crate::mapping::{MappingFailure, ServicePolicy, UsageMapper, UsageMapping};
 use crate::matching::MatchOutcome;
+use crate::model::amount::{MAX_QUANTITY, MAX_UNIT_PRICE};
 use crate::model::{
     AccountMapping, CatalogItem, Company, Contract, ProductId, ServiceLine, UsageObservation,
     VendorAccount, VendorId,
@@ -220,6 +223,10 @@ struct Slot<'a> {
     excluded_rows: usize,
     future_rows: usize,
     ignored_rows: usize,
+    /// Rows left out because a value is beyond the input limits, and the
+    /// first of them, described.
+    out_of_range_rows: usize,
+    out_of_range_first: Option<String>,
     /// Distinct reasons rules gave for ignoring rows (a few, for the note).
     ignore_reasons: Vec<Arc<str>>,
 }
@@ -315,7 +322,7 @@ struct Engine<'a> {
     input: &'a ReconcileInput<'a>,
     version: Arc<str>,
     eligible_contracts: Vec<EligibleContract>,
-    eligible_lines: Vec<crate::eligibility::EligibleLine>,
+    eligible_lines: Vec<EligibleLine>,
     exclusions: Vec<Exclusion>,
     company_index: HashMap<&'a str, u32>,
     mapping_index: HashMap<(&'a str, &'a str), &'a AccountMapping>,
@@ -368,6 +375,10 @@ impl<'a> Engine<'a> {
             input.as_of,
             input.psa.cycle_anchor,
         );
+        let mut eligibility = eligibility;
+        let (lines, out_of_range) = in_range_lines(input.lines, eligibility.lines);
+        eligibility.lines = lines;
+        eligibility.exclusions.extend(out_of_range);
         let mut company_index = HashMap::with_capacity(input.companies.len());
         for (i, c) in input.companies.iter().enumerate() {
             company_index.entry(c.id.as_str()).or_insert(i as u32);
@@ -412,9 +423,14 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|o| ((o.mapping.vendor.as_str(), o.mapping.account.as_str()), o))
                 .collect(),
+            // A catalogue price beyond the limits is not offered as the
+            // price of new revenue (the card then has no catalogue price).
             catalog_index: input
                 .catalog
                 .iter()
+                .filter(|c| {
+                    within(c.unit_price, MAX_UNIT_PRICE) && within(c.unit_cost, MAX_UNIT_PRICE)
+                })
                 .map(|c| (c.product_identifier.as_str(), c))
                 .collect(),
             policies: FxHashMap::default(),
@@ -435,6 +451,72 @@ impl<'a> Engine<'a> {
         self.policies.insert(policy, Arc::clone(&shared));
         shared
     }
+}
+
+/// Most units one usage row may add to a card after its SKU multiplier:
+/// [`MAX_QUANTITY`] × [`crate::mapping::MAX_SKU_MULTIPLIER`] (10¹⁴). With it
+/// a card's daily total cannot overflow (it would take 10¹⁴ rows), nor its
+/// money (10¹⁴ × [`MAX_UNIT_PRICE`] = 10²⁴).
+const MAX_ROUTED_QUANTITY: Decimal = Decimal::from_parts(276_447_232, 23_283, 0, false, 0);
+
+/// Whether `value` is inside ±`limit` (and so safe in the reconcile's
+/// arithmetic, see [`crate::model::amount`]).
+fn within(value: Decimal, limit: Decimal) -> bool {
+    value.abs() <= limit
+}
+
+/// Why a usage row cannot be reconciled, if a value of it is beyond the
+/// input limits.
+fn row_out_of_range(row: &UsageObservation) -> Option<String> {
+    if !within(row.quantity, MAX_QUANTITY) {
+        return Some(format!(
+            "quantity {} of {} on {} is beyond the limit of {MAX_QUANTITY}",
+            row.quantity,
+            row.sku_id,
+            row.observed_at.date_naive()
+        ));
+    }
+    match row.unit_cost {
+        Some(cost) if !within(cost, MAX_UNIT_PRICE) => Some(format!(
+            "unit cost {cost} of {} on {} is beyond the limit of {MAX_UNIT_PRICE}",
+            row.sku_id,
+            row.observed_at.date_naive()
+        )),
+        _ => None,
+    }
+}
+
+/// `lines` without those whose quantity, price or cost is beyond the
+/// input limits, and an exclusion for each of those.
+fn in_range_lines(
+    all: &[ServiceLine],
+    lines: Vec<EligibleLine>,
+) -> (Vec<EligibleLine>, Vec<Exclusion>) {
+    let mut kept = Vec::with_capacity(lines.len());
+    let mut excluded = Vec::new();
+    for el in lines {
+        let line = &all[el.line];
+        let bad = [
+            ("quantity", line.quantity, MAX_QUANTITY),
+            ("unit price", line.unit_price, MAX_UNIT_PRICE),
+            ("unit cost", line.unit_cost, MAX_UNIT_PRICE),
+        ]
+        .into_iter()
+        .find(|(_, value, limit)| !within(*value, *limit));
+        match bad {
+            None => kept.push(el),
+            Some((what, value, limit)) => excluded.push(Exclusion::new(
+                Subject::Line(line.id.clone()),
+                ExclusionCode::ValueOutOfRange,
+                Severity::Excluded,
+                format!(
+                    "line {} has {what} {value}, beyond the limit of {limit}; it is left out of the reconcile (correct it in the PSA)",
+                    line.id
+                ),
+            )),
+        }
+    }
+    (kept, excluded)
 }
 
 fn sorted(vendors: &[VendorId]) -> Vec<VendorId> {

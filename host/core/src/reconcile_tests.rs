@@ -666,3 +666,97 @@ fn usage_a_rule_ignores_makes_no_card_and_is_noted_per_account() {
     // The other cards are the same as without the rule.
     assert_eq!(out.cards.len(), plain.cards.len() - 2);
 }
+
+/// Issue 17 (1): a pushed quantity of `Decimal::MAX` made every reconcile
+/// after it panic ("Addition overflowed"). Rows and lines past the input
+/// limits are now left out as `value_out_of_range` exclusions, and the
+/// rest reconciles as before.
+#[test]
+fn values_past_the_limits_are_excluded_never_a_panic() {
+    let mut world = world();
+    // Same account, SKU and day as LA1's 12: the bucket add overflowed.
+    world.usage.push(usage(
+        "m365",
+        "tenant-a",
+        "SPB",
+        Decimal::MAX,
+        at(2025, 3, 21),
+    ));
+    world.usage.push(usage(
+        "m365",
+        "tenant-a",
+        "SPB",
+        Decimal::MAX,
+        at(2025, 3, 21),
+    ));
+    // A PSA line with a price no money arithmetic can take.
+    world
+        .service_lines
+        .push(line("LB2", "KB1", "EDR-WS", dec!(2), Decimal::MAX, dec!(1)));
+    let mapper = FailingMapper::new(&world);
+    let out = run(&world, &mapper);
+
+    let la1 = line_card(&out, "LA1");
+    assert_eq!(la1.vendor_quantity.map(|v| v.billable), Some(dec!(12)));
+    let lb1 = line_card(&out, "LB1");
+    assert_eq!(lb1.psa_quantity, Some(dec!(8)), "LB2 is not added to LB1");
+    let out_of_range: Vec<&Exclusion> = out
+        .exclusions
+        .iter()
+        .filter(|e| e.code == ExclusionCode::ValueOutOfRange)
+        .collect();
+    assert_eq!(out_of_range.len(), 2, "{out_of_range:#?}");
+    let account = out_of_range
+        .iter()
+        .find(|e| matches!(&e.subject, Subject::Account(a) if a.account.as_str() == "tenant-a"))
+        .expect("the account's rows are named");
+    assert_eq!(account.severity, Severity::Excluded);
+    assert!(
+        account.reason.starts_with("2 usage row(s)") && account.reason.contains("10000000000"),
+        "{}",
+        account.reason
+    );
+    let line = out_of_range
+        .iter()
+        .find(|e| matches!(&e.subject, Subject::Line(l) if l.as_str() == "LB2"))
+        .expect("the line is named");
+    assert!(line.reason.contains("unit price"), "{}", line.reason);
+    assert!(line_card_absent(&out, "LB2"));
+    assert_eq!(
+        out.stats.rows_excluded, 3,
+        "the excluded tenant's row and the two"
+    );
+}
+
+fn line_card_absent(out: &ReconcileOutput, line: &str) -> bool {
+    !out.cards
+        .iter()
+        .any(|c| c.line.as_ref().is_some_and(|l| l.as_str() == line))
+}
+
+/// A rule's multiplier is not bounded: a product past the routed limit
+/// leaves the row out instead of overflowing.
+#[test]
+fn a_huge_multiplier_leaves_the_row_out() {
+    let mut world = world();
+    for entry in &mut world.sku_map {
+        if entry.sku.as_str() == "AGENT" {
+            entry.multiplier = Decimal::MAX;
+        }
+    }
+    world.usage.push(usage(
+        "huntress",
+        "org-b",
+        "AGENT",
+        dec!(2),
+        at(2025, 3, 28),
+    ));
+    let mapper = FailingMapper::new(&world);
+    let out = run(&world, &mapper);
+    let e = out
+        .exclusions
+        .iter()
+        .find(|e| e.code == ExclusionCode::ValueOutOfRange)
+        .expect("excluded");
+    assert!(e.reason.contains("multiplier"), "{}", e.reason);
+}

@@ -98,7 +98,7 @@ impl<'a> Engine<'a> {
             let others: Decimal = members[1..]
                 .iter()
                 .map(|&m| input.lines[self.eligible_lines[m].line].quantity)
-                .sum();
+                .fold(Decimal::ZERO, Decimal::saturating_add);
             let primary_line = &input.lines[self.eligible_lines[primary].line];
             cards.push(self.line_card(
                 primary,
@@ -287,18 +287,19 @@ impl<'a> Engine<'a> {
         self.buckets[b as usize].card = Some((index, measured.from, measured.to));
         let billable = self.billable(&policy, measured.quantity, &mut card.notes);
         card.vendor_quantity = Some(VendorQuantity { measured, billable });
-        let psa_total = line.quantity + others;
+        // Saturating: see `Amounts::at` (a rule's minimum is not bounded).
+        let psa_total = line.quantity.saturating_add(others);
         if other_lines > 0 {
             card.psa_quantity_elsewhere = Some(others);
         }
-        let mut target = billable - others;
+        let mut target = billable.saturating_sub(others);
         if target < Decimal::ZERO {
             card.notes.push(format!(
                 "vendors report {billable}, less than the {others} billed on the other {other_lines} line(s) of this product; this line can go no lower than 0"
             ));
             target = Decimal::ZERO;
         }
-        card.variance = Some((billable - psa_total).normalize());
+        card.variance = Some(billable.saturating_sub(psa_total).normalize());
         if policy.tolerance.accepts(psa_total, billable) {
             card.category = CardCategory::NoChange;
             if billable != psa_total {

@@ -69,6 +69,20 @@ impl<'a> Engine<'a> {
                     ),
                 ));
             }
+            if slot.out_of_range_rows > 0 {
+                out.push(Exclusion::new(
+                    subject(),
+                    ExclusionCode::ValueOutOfRange,
+                    Severity::Excluded,
+                    format!(
+                        "{} usage row(s) of {} account {} were left out: a value is beyond the accepted limits (first: {})",
+                        slot.out_of_range_rows,
+                        slot.vendor,
+                        slot.account,
+                        slot.out_of_range_first.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
             if slot.ignored_rows > 0 {
                 out.push(Exclusion::new(
                     subject(),

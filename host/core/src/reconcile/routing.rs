@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::{
-    Bucket, BucketKind, Engine, MAX_IGNORE_REASONS, NO_ROUTE, Route, RowKind, Slot, SlotStatus,
-    ptr_of,
+    Bucket, BucketKind, Engine, MAX_IGNORE_REASONS, MAX_ROUTED_QUANTITY, NO_ROUTE, Route, RowKind,
+    Slot, SlotStatus, ptr_of, row_out_of_range,
 };
 use crate::mapping::{MappingFailure, RowDependence, UsageMapping};
 use crate::model::{AccountMappingStatus, UsageObservation};
@@ -37,6 +37,10 @@ impl<'a> Engine<'a> {
             if day > as_of {
                 self.slots[slot as usize].future_rows += 1;
                 self.stats.rows_after_as_of += 1;
+                continue;
+            }
+            if let Some(why) = row_out_of_range(row) {
+                self.out_of_range(slot, why);
                 continue;
             }
             let route = match self.slots[slot as usize].status {
@@ -87,9 +91,30 @@ impl<'a> Engine<'a> {
                     route
                 }
             };
-            self.row_route[i] = route;
             let r = &self.routes[route as usize];
+            // A rule's multiplier is not bounded: a product past
+            // MAX_ROUTED_QUANTITY (or past Decimal) leaves the row out.
+            let too_large = r.targets.iter().find_map(|&(_, multiplier, unit)| {
+                let fits = unit
+                    || row
+                        .quantity
+                        .checked_mul(multiplier)
+                        .is_some_and(|q| q.abs() <= MAX_ROUTED_QUANTITY);
+                (!fits).then_some(multiplier)
+            });
+            if let Some(multiplier) = too_large {
+                self.out_of_range(
+                    slot,
+                    format!(
+                        "quantity {} of {} on {day} times the SKU multiplier {multiplier} is beyond the limit of {MAX_ROUTED_QUANTITY}",
+                        row.quantity, row.sku_id
+                    ),
+                );
+                continue;
+            }
+            self.row_route[i] = route;
             for &(bucket, multiplier, unit) in r.targets.iter() {
+                // Bounded by the check above: at most 10¹⁴ per row.
                 let quantity = if unit {
                     row.quantity
                 } else {
@@ -103,6 +128,14 @@ impl<'a> Engine<'a> {
             }
         }
         self.stats.accounts = self.slots.len();
+    }
+
+    /// Counts a row of `slot` left out for a value beyond the limits.
+    fn out_of_range(&mut self, slot: u32, why: String) {
+        self.stats.rows_excluded += 1;
+        let s = &mut self.slots[slot as usize];
+        s.out_of_range_rows += 1;
+        s.out_of_range_first.get_or_insert(why);
     }
 
     /// Keeps a rule's reason for ignoring rows of `slot`.
@@ -211,6 +244,8 @@ impl<'a> Engine<'a> {
                     excluded_rows: 0,
                     future_rows: 0,
                     ignored_rows: 0,
+                    out_of_range_rows: 0,
+                    out_of_range_first: None,
                     ignore_reasons: Vec::new(),
                 });
                 let slot = (self.slots.len() - 1) as u32;
