@@ -10,7 +10,7 @@
 mod decisions;
 mod notes;
 
-pub use crate::card_state::{CardState, CardStatus, WriteBackStatus};
+pub use crate::card_state::{CardState, CardStatus, NewStage, StagedChange, WriteBackStatus};
 pub use decisions::{DecisionRecord, NewDecision};
 pub use notes::CardNote;
 

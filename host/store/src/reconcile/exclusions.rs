@@ -173,6 +173,54 @@ pub(crate) async fn write(
     .await
 }
 
+/// A page of `all` (a run's exclusions in run order, positioned by index)
+/// as [`Store::run_exclusion_page`] answers from the table.
+fn page_in_memory(
+    run: ReconcileRunId,
+    all: Vec<Exclusion>,
+    filter: ExclusionFilter,
+) -> ExclusionPage {
+    let mut per_code: std::collections::BTreeMap<&'static str, (ExclusionCode, u64)> =
+        std::collections::BTreeMap::new();
+    for e in &all {
+        per_code.entry(e.code.as_str()).or_insert((e.code, 0)).1 += 1;
+    }
+    let counts: Vec<ExclusionCount> = per_code
+        .into_values()
+        .map(|(code, count)| ExclusionCount { code, count })
+        .collect();
+    let total = counts
+        .iter()
+        .filter(|c| filter.code.is_none_or(|code| code == c.code))
+        .map(|c| c.count)
+        .sum();
+    let limit = filter.limit.clamp(1, MAX_EXCLUSION_PAGE) as usize;
+    let after = filter.after.unwrap_or(-1);
+    let mut exclusions: Vec<StoredExclusion> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, exclusion)| StoredExclusion {
+            position: i as i64,
+            exclusion,
+        })
+        .filter(|e| e.position > after && filter.code.is_none_or(|c| c == e.exclusion.code))
+        .take(limit + 1)
+        .collect();
+    let next = if exclusions.len() > limit {
+        exclusions.truncate(limit);
+        exclusions.last().map(|e| e.position)
+    } else {
+        None
+    };
+    ExclusionPage {
+        run,
+        counts,
+        total,
+        exclusions,
+        next,
+    }
+}
+
 impl Store {
     /// A page of what run `run` left out or noted, with its counts per
     /// reason.
@@ -209,6 +257,15 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        if counts.is_empty() {
+            // A run recorded before the run_exclusions table keeps its
+            // exclusions in its JSON column: page those in memory (the
+            // same order, positions and counts the table would give).
+            let legacy = self.legacy_exclusions(run).await?;
+            if !legacy.is_empty() {
+                return Ok(page_in_memory(run, legacy, filter));
+            }
+        }
         let total = counts
             .iter()
             .filter(|c| filter.code.is_none_or(|code| code == c.code))
@@ -276,6 +333,13 @@ impl Store {
                 .map(|r| exclusion_from_row(r).map(|s| s.exclusion))
                 .collect();
         }
+        self.legacy_exclusions(run).await
+    }
+
+    /// The exclusions kept in the run's JSON column (runs recorded before
+    /// the run_exclusions table; `[]` for later runs).
+    async fn legacy_exclusions(&self, run: ReconcileRunId) -> Result<Vec<Exclusion>> {
+        const OP: &str = "read run exclusions";
         let row = self
             .db
             .fetch_optional(
@@ -471,5 +535,108 @@ mod tests {
         assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
     }
 
-    both!(exclusions_are_stored_per_run_counted_filtered_and_paged,);
+    /// A run recorded before the run_exclusions table (its exclusions only
+    /// in the run's JSON column) is served through the same paged answer:
+    /// counts per reason, filter by reason, pages.
+    async fn a_run_recorded_before_the_table_is_paged_from_its_json(store: &Store) {
+        let exclusions = many();
+        let output = ReconcileOutput {
+            as_of: NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
+            mapper_version: Arc::from("test"),
+            cards: Vec::new(),
+            exclusions: exclusions.clone(),
+            totals: CardTotals::default(),
+            stats: ReconcileStats::default(),
+        };
+        let run = store
+            .record_reconcile_run(NewReconcileRun {
+                output: &output,
+                rule_checksum: None,
+                psa_sync: None,
+                started_at: at(2, 0),
+                finished_at: at(2, 1),
+            })
+            .await
+            .unwrap();
+        let table_page =
+            |filter| async move { store.run_exclusion_page(run, filter).await.unwrap() };
+        let filters = [
+            ExclusionFilter {
+                limit: 700,
+                ..ExclusionFilter::default()
+            },
+            ExclusionFilter {
+                limit: 700,
+                after: Some(1400),
+                ..ExclusionFilter::default()
+            },
+            ExclusionFilter {
+                code: Some(ExclusionCode::AccountExcluded),
+                limit: 2,
+                after: Some(1500),
+            },
+            ExclusionFilter {
+                code: Some(ExclusionCode::CompanyInactive),
+                limit: 10,
+                after: None,
+            },
+        ];
+        let mut from_table = Vec::new();
+        for f in filters {
+            from_table.push(table_page(f).await);
+        }
+        // A run of the old shape: no rows, its exclusions in the JSON
+        // column (runs are append-only: a copy of the run's row, inserted).
+        const OP: &str = "record an old-shaped run";
+        let mut tx = store.db.begin(OP).await.unwrap();
+        let old = tx
+            .fetch_one(
+                crate::db::sql(
+                    OP,
+                    "reconcile_runs",
+                    "INSERT INTO reconcile_runs (as_of, mapper_version, rule_checksum, psa_sync_run_id, \
+                     started_at, finished_at, card_count, totals, stats, exclusions, shared) \
+                     SELECT as_of, mapper_version, rule_checksum, psa_sync_run_id, started_at, \
+                     finished_at, card_count, totals, stats, $2, shared FROM reconcile_runs \
+                     WHERE id = $1 RETURNING id",
+                )
+                .bind(run)
+                .bind(serde_json::to_string(&exclusions).unwrap()),
+            )
+            .await
+            .unwrap()
+            .int("id")
+            .unwrap();
+        tx.commit(OP).await.unwrap();
+        let old = ReconcileRunId(old);
+        for (f, mut expected) in filters.into_iter().zip(from_table) {
+            let page = store.run_exclusion_page(old, f).await.unwrap();
+            expected.run = old;
+            assert_eq!(page, expected, "{f:?}");
+        }
+        let run = old;
+        assert_eq!(
+            store.run_exclusions(run).await.unwrap(),
+            exclusions,
+            "the whole list reads the column too"
+        );
+        assert_eq!(
+            from_table_first_total(store, run).await,
+            2000,
+            "the old run counts every exclusion"
+        );
+    }
+
+    async fn from_table_first_total(store: &Store, run: ReconcileRunId) -> u64 {
+        store
+            .run_exclusion_page(run, ExclusionFilter::default())
+            .await
+            .unwrap()
+            .total
+    }
+
+    both!(
+        exclusions_are_stored_per_run_counted_filtered_and_paged,
+        a_run_recorded_before_the_table_is_paged_from_its_json,
+    );
 }

@@ -13,7 +13,9 @@ use trueup_core::model::{CompanyId, VendorId};
 
 use super::card_rows::{SUMMARY_COLUMNS, card_from_row, card_key, money_from_row};
 use crate::Store;
-use crate::card_state::{CardState, CardStatus, STATUS_SQL, state_from_row};
+use crate::card_state::{
+    CardState, CardStatus, STATE_COLUMNS_S, STATUS_SQL, WriteBackStatus, state_from_row,
+};
 use crate::db::{Row, Value, enum_text, placeholders, sql};
 use crate::error::Result;
 use crate::ids::{OutboxId, ReconcileRunId};
@@ -64,6 +66,11 @@ pub struct CardSummary {
     pub state: Option<CardState>,
     /// Tags, sorted.
     pub tags: Vec<String>,
+    /// Whether the card's numbers changed since the change staged on it
+    /// (see `state.staged`): the stage is kept, and shown as needing a
+    /// second look before it is approved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stage_numbers_changed: bool,
     /// The write-back of an approved card: what was approved and what
     /// became of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +90,8 @@ pub struct CardFilter {
     pub tag: Option<String>,
     /// Cards whose status today is this.
     pub status: Option<CardStatus>,
+    /// Cards whose (latest) write-back stands here.
+    pub write_back: Option<WriteBackStatus>,
     /// "Today" for statuses: dismissals and dated snoozes end by date.
     /// `None` uses the run's as-of date.
     pub today: Option<NaiveDate>,
@@ -185,6 +194,11 @@ fn filter_sql(filter: &CardFilter, today: NaiveDate, mut next: usize) -> (String
         ));
         values.push(Value::from(today));
         values.push(Value::from(enum_text(&status)));
+        next += 2;
+    }
+    if let Some(write_back) = filter.write_back {
+        clauses.push(format!("s.write_back = ${next}"));
+        values.push(Value::from(enum_text(&write_back)));
     }
     let text = if clauses.is_empty() {
         String::new()
@@ -245,9 +259,7 @@ impl Store {
                     OP,
                     "cards",
                     format!(
-                        "SELECT {SUMMARY_COLUMNS}, {status} AS effective_status, s.key AS state_key, \
-                         s.status, s.dismissed_through, s.snooze_until, s.snooze_fingerprint, \
-                         s.exclude_reason, s.write_back, s.outbox_id, s.decision_id, s.updated_by, s.updated_at \
+                        "SELECT {SUMMARY_COLUMNS}, {status} AS effective_status, {STATE_COLUMNS_S} \
                          FROM cards c LEFT JOIN card_states s ON s.key = c.key \
                          WHERE c.run_id = $1 AND c.position > $2{where_sql} \
                          ORDER BY c.position LIMIT $3",
@@ -451,7 +463,12 @@ fn summary_from_row(r: &Row) -> Result<CardSummary> {
         Some(_) => Some(state_from_row(r)?),
         None => None,
     };
+    let stage_numbers_changed = match state.as_ref().and_then(|s| s.staged.as_ref()) {
+        Some(staged) => staged.numbers_changed(&r.text("fingerprint")?),
+        None => false,
+    };
     Ok(CardSummary {
+        stage_numbers_changed,
         run: ReconcileRunId(r.int("run_id")?),
         position: r.int("position")?,
         key: card_key(r, "key")?,
