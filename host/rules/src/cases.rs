@@ -626,5 +626,27 @@ product = "NOPE"
             validate(&broken, &cache),
             Err(RuleError::Script { .. })
         ));
+        // Issue 17 (5): nothing to map is not activated, with the reason.
+        for (source, says) in [
+            ("", "the rule file is empty"),
+            ("  \n// only a comment\n", "declares no mapping rule"),
+            ("let x = 1;", "declares no mapping rule"),
+            (
+                "ignore_sku(\"microsoft-365\", \"FLOW_FREE\").because(\"free\");",
+                "declares no mapping rule",
+            ),
+        ] {
+            let empty = RuleVersion::new("rules/r.rhai", source, None, "t", at);
+            match validate(&empty, &cache) {
+                Err(e @ RuleError::Script { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(says) && text.contains("not activated"),
+                        "{source:?}: {text}"
+                    );
+                }
+                other => panic!("{source:?}: {other:?}"),
+            }
+        }
     }
 }

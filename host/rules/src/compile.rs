@@ -147,6 +147,16 @@ impl CompiledRules {
         self.table.rules.len()
     }
 
+    /// Number of rules that map usage to a product (`map_*`, `also_*`;
+    /// not `ignore_*`).
+    pub fn mapping_rule_count(&self) -> usize {
+        self.table
+            .rules
+            .iter()
+            .filter(|r| r.kind != crate::table::RuleKind::Ignore)
+            .count()
+    }
+
     /// Number of service declarations.
     pub fn service_count(&self) -> usize {
         self.table.services.len()

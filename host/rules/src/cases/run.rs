@@ -352,14 +352,37 @@ pub struct Validated {
 }
 
 /// Validates `version` before it becomes active: it compiles, its
-/// declaration phase runs within the limits, and every test case beside it
-/// passes.
+/// declaration phase runs within the limits, it declares at least one
+/// mapping rule, and every test case beside it passes.
 ///
 /// # Errors
-/// The compile or declaration error, a malformed tests file, or
-/// [`RuleError::TestsFailed`] with the readable report.
+/// The compile or declaration error, [`RuleError::Script`] for a version
+/// that maps nothing (an empty file, or only comments or services), a
+/// malformed tests file, or [`RuleError::TestsFailed`] with the readable
+/// report.
 pub fn validate(version: &RuleVersion, cache: &RuleCache) -> Result<Validated, RuleError> {
     let rules = cache.get(version)?;
+    // Activating a version that maps nothing would turn every usage row of
+    // the next reconcile into an unmapped card: a month-end lost to a
+    // blank editor, so it is refused, not activated.
+    if rules.mapping_rule_count() == 0 {
+        let what = if version.source.trim().is_empty() {
+            "the rule file is empty"
+        } else {
+            "the rule file declares no mapping rule"
+        };
+        return Err(RuleError::Script {
+            file: version.file.clone(),
+            position: None,
+            phase: crate::error::Phase::Validate,
+            message: format!(
+                "{what}: activating it would leave every vendor SKU unmapped, so it was not activated"
+            ),
+            hint: Some(
+                "declare at least one mapping, e.g. map_sku(\"microsoft-365\", \"SPE_E3\").to(\"M365-E3\"); the rules in effect stay active".into(),
+            ),
+        });
+    }
     let tests = match &version.tests {
         Some(text) => {
             let name = crate::compile::tests_path(std::path::Path::new(&version.file))
