@@ -229,6 +229,52 @@ impl Db {
 }
 
 impl Db {
+    /// The query plan of `q`, one line per step: `EXPLAIN QUERY PLAN` on
+    /// SQLite; on PostgreSQL `EXPLAIN` with sequential scans and sorts
+    /// priced out (`enable_seqscan`, `enable_sort` off), so on a test's
+    /// small tables the plan shows whether an index can serve the query
+    /// at all — at volume the planner may still rightly choose otherwise.
+    #[cfg(test)]
+    pub(crate) async fn explain(&self, q: Sql) -> Result<String> {
+        let (operation, table) = (q.operation, q.table);
+        let mut lines = Vec::new();
+        match self {
+            Db::Sqlite(..) => {
+                let text = format!("EXPLAIN QUERY PLAN {}", q.text);
+                let rows = self
+                    .fetch_all(Sql {
+                        text: text.into(),
+                        ..q
+                    })
+                    .await?;
+                for row in rows {
+                    lines.push(row.text("detail")?);
+                }
+            }
+            Db::Pg(_) => {
+                let mut tx = self.begin_read(operation).await?;
+                for setting in [
+                    "SET LOCAL enable_seqscan = off",
+                    "SET LOCAL enable_sort = off",
+                ] {
+                    tx.execute(super::sql(operation, table, setting)).await?;
+                }
+                let text = format!("EXPLAIN {}", q.text);
+                for row in tx
+                    .fetch_all(Sql {
+                        text: text.into(),
+                        ..q
+                    })
+                    .await?
+                {
+                    lines.push(row.text("QUERY PLAN")?);
+                }
+                tx.commit(operation).await?;
+            }
+        }
+        Ok(lines.join("\n"))
+    }
+
     /// Starts a read-only transaction: one consistent snapshot for several
     /// statements, without taking SQLite's write lock.
     pub(crate) async fn begin_read(&self, operation: &'static str) -> Result<Tx> {
@@ -279,6 +325,34 @@ impl Tx {
 
     pub(crate) async fn fetch_one(&mut self, q: Sql) -> Result<Row> {
         self.exec().fetch_one(q).await
+    }
+
+    /// Hands each row of a query to `each` as it arrives, without holding
+    /// the result set: what reads a month of usage (millions of rows) in
+    /// the memory of one row at a time. `each` failing stops the query.
+    pub(crate) async fn fetch_each(
+        &mut self,
+        q: Sql,
+        mut each: impl FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        use futures::TryStreamExt as _;
+        let (operation, table) = (q.operation, q.table);
+        let error = |e| StoreError::from_sqlx(operation, table, e);
+        match self {
+            Tx::Sqlite(t, _) => {
+                let mut rows = sqlite_query(&q.text, q.args).fetch(&mut **t);
+                while let Some(row) = rows.try_next().await.map_err(error)? {
+                    each(row.wrap(table))?;
+                }
+            }
+            Tx::Pg(t) => {
+                let mut rows = pg_query(&q.text, q.args).fetch(&mut **t);
+                while let Some(row) = rows.try_next().await.map_err(error)? {
+                    each(row.wrap(table))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes everything written in the transaction visible at once.
