@@ -24,6 +24,7 @@ mod ingest_push;
 mod jobs;
 mod manifest;
 mod month_end;
+mod month_end_scale;
 mod one_mapping_path;
 mod plugin_cache;
 mod plugin_capabilities;

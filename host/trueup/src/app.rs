@@ -152,6 +152,10 @@ impl ActiveRules {
 struct Inner {
     config: Arc<Config>,
     store: Store,
+    /// A pool of its own for background work (reconciles), so a
+    /// reconcile reading a month of usage never holds the connections
+    /// the API's requests need (issue 16).
+    background: Store,
     runtime: Runtime,
     secret_box: SecretBox,
     rule_cache: RuleCache,
@@ -167,6 +171,10 @@ struct Inner {
 pub struct App {
     inner: Arc<Inner>,
 }
+
+/// Connections of the background pool ([`App::background_store`]): a
+/// reconcile uses one at a time; two leave room for a second job.
+const BACKGROUND_CONNECTIONS: u32 = 2;
 
 /// Events buffered per subscriber before the slowest one misses some.
 const EVENT_BUFFER: usize = 1024;
@@ -195,6 +203,21 @@ impl App {
         })?;
         let store = Store::connect(&config.store_url()).await?;
         store.migrate().await?;
+        let url = config.store_url();
+        // An in-memory SQLite database exists once per pool: share it.
+        let background =
+            if store.backend() == trueup_store::Backend::Sqlite && url.contains("memory") {
+                store.clone()
+            } else {
+                Store::connect_with(
+                    &url,
+                    trueup_store::StoreOptions {
+                        max_connections: Some(BACKGROUND_CONNECTIONS),
+                        migrate: false,
+                    },
+                )
+                .await?
+            };
         let secret_box = SecretBox::load(&config.data_dir)?;
         let runtime = Runtime::new(config.clone())?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -207,6 +230,7 @@ impl App {
             inner: Arc::new(Inner {
                 config,
                 store,
+                background,
                 runtime,
                 secret_box,
                 rule_cache: RuleCache::new(),
@@ -228,6 +252,12 @@ impl App {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The store through the background pool: for long work (reconciles)
+    /// that must not take the request pool's connections.
+    pub fn background_store(&self) -> &Store {
+        &self.inner.background
     }
 
     /// The plugin runtime.

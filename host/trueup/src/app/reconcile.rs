@@ -81,8 +81,8 @@ impl App {
     /// A store or rules error.
     pub async fn reconcile_as_of(&self, as_of: NaiveDate) -> Result<ReconcileSummary, AppError> {
         let started = self.now();
-        let psa = self.store().psa_state().await?;
-        let accounts = self.store().vendor_accounts(None).await?;
+        let psa = self.background_store().psa_state().await?;
+        let accounts = self.background_store().vendor_accounts(None).await?;
         let usage = self
             .store()
             .usage_for_period(history_start(as_of), as_of)
@@ -113,7 +113,7 @@ impl App {
                 });
             }
         }
-        self.store()
+        self.background_store()
             .replace_match_results(&outcomes, self.now())
             .await?;
         let rules = self.active_rules().await?;
@@ -125,11 +125,11 @@ impl App {
         let active = rules.clone();
         // Reconciling is CPU-bound (seconds for a large MSP): keep it off
         // the async workers.
-        let output = tokio::task::spawn_blocking(move || {
+        let (output, usage) = tokio::task::spawn_blocking(move || {
             let mapper = active.mapper(as_of);
             let mappings: Vec<AccountMapping> =
                 outcomes.iter().map(|o| o.mapping.clone()).collect();
-            reconcile(&ReconcileInput {
+            let output = reconcile(&ReconcileInput {
                 as_of,
                 psa: &profile,
                 companies: &psa.data.companies,
@@ -141,7 +141,8 @@ impl App {
                 mappings: &mappings,
                 suggestions: &outcomes,
                 mapper: &mapper,
-            })
+            });
+            (output, usage)
         })
         .await
         .map_err(|e| AppError::Invalid(format!("the reconcile task failed: {e}")))?;
@@ -155,6 +156,18 @@ impl App {
                 finished_at: self.now(),
             })
             .await?;
+        // Where each account's rows sit in what this run read, so a card's
+        // detail reads only its accounts' rows. Without it the detail
+        // reads the whole period instead: slower, never wrong, so a
+        // failure here does not fail the reconcile.
+        if let Err(error) = self
+            .background_store()
+            .record_run_usage_accounts(run, &usage)
+            .await
+        {
+            tracing::warn!(run = run.0, %error, "recording the run's usage ranges failed; card details will read the whole period");
+        }
+        drop(usage);
         self.emit(AppEvent::Reconciled {
             run: run.0,
             cards: output.cards.len(),

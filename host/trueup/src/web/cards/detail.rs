@@ -146,6 +146,23 @@ pub async fn detail(
             total: 0,
             rows: Vec::new(),
         }
+    } else if let Some(rows) = store
+        .card_usage_rows(
+            run.id,
+            crate::app::reconcile::history_start(run.as_of),
+            run.as_of,
+            &card.usage_rows,
+            MAX_DETAIL_USAGE_ROWS,
+        )
+        .await?
+    {
+        // Only this card's accounts' rows, by index (issue 16).
+        UsageView {
+            available: true,
+            reason: None,
+            total: card.usage_rows.len(),
+            rows,
+        }
     } else {
         let rows = run_usage(&state, &run).await?;
         if rows.len() == run.stats.usage_rows {
