@@ -3,7 +3,7 @@
 (function () {
   const T = window.Trueup;
   const h = T.h;
-  const FILTERS = ["category", "vendor", "tag", "status", "company"];
+  const FILTERS = ["category", "vendor", "tag", "status", "write_back", "company"];
 
   function filterQuery(query) {
     const q = new URLSearchParams();
@@ -130,6 +130,12 @@
         "status",
         T.STATUSES.map((s) => [s, s])
       ),
+      select("filter-write-back", "Write-back", "write_back", [
+        ["needs_review", "needs review"],
+        ["pending", "pending"],
+        ["failed", "failed"],
+        ["applied", "applied"],
+      ]),
       select("group-by", "Group by", "group", [
         ["company", "Account"],
         ["product", "Service"],
@@ -179,16 +185,31 @@
     const snoozeDate = input("bulk-snooze-date", "date", "Snooze until");
     const excludeReason = input("bulk-exclude-reason", "text", "Exclude reason");
     const tagName = input("bulk-tag-name", "text", "Tag");
+    // The outcome of the last bulk action stays shown (decided, refused
+    // with the server's reasons) until the next one.
+    const resultBox = h("div", { id: "bulk-result-box" });
+    const showResult = (what, answer) => {
+      T.clear(resultBox).appendChild(T.decisionSummary(what, answer));
+      T.flash(`${what}: ${(answer.decided || answer.staged || []).length} card(s)`);
+    };
     const decide = async (action, what) => {
       if (!selected.size) return T.showError(new Error("Select cards first."));
+      const body = { cards: Array.from(selected), action };
+      // Anything that writes to the PSA is confirmed first, from the
+      // server's own preview of it.
+      if ((action.action === "approve" || action.action === "adjust") && !(await T.confirmWrites(body, companies))) return;
+      const answer = await T.guard(() => T.api("/api/v1/decisions", { method: "POST", body }));
+      if (!answer) return;
+      showResult(what, answer);
+      await loadCards(true);
+    };
+    const stage = async (body, what) => {
+      if (!selected.size) return T.showError(new Error("Select cards first."));
       const answer = await T.guard(() =>
-        T.api("/api/v1/decisions", { method: "POST", body: { cards: Array.from(selected), action } })
+        T.api("/api/v1/cards/stage", { method: "POST", body: Object.assign({ cards: Array.from(selected) }, body) })
       );
       if (!answer) return;
-      T.flash(`${what}: ${answer.decided.length} decided, ${answer.write_backs} write-back(s) queued`);
-      if (answer.refused.length) {
-        T.showError(new Error(`Refused: ${answer.refused.map(([k, why]) => `${k.slice(0, 8)}… ${why}`).join("; ")}`));
-      }
+      showResult(what, answer);
       await loadCards(true);
     };
     const bulk = h(
@@ -252,14 +273,34 @@
           type: "button",
           id: "bulk-effective",
           text: "Set effective date",
+          // Stages the date (nothing is written to the PSA); approving
+          // the cards later uses it, after the confirmation.
           onclick: () => {
             if (!bulkDate.value) return T.showError(new Error("Pick an effective date."));
-            return decide({ action: "adjust", effective_date: bulkDate.value }, "Effective date set");
+            return stage({ effective_date: bulkDate.value }, "Effective date staged");
+          },
+        }),
+        h("button", {
+          type: "button",
+          id: "bulk-unstage",
+          text: "Clear staged",
+          onclick: async () => {
+            if (!selected.size) return T.showError(new Error("Select cards first."));
+            const ok = await T.guard(() =>
+              T.api("/api/v1/cards/unstage", { method: "POST", body: { cards: Array.from(selected) } }).then(() => true)
+            );
+            if (ok) {
+              T.flash(`Cleared the staged change of ${selected.size} card(s)`);
+              await loadCards(true);
+            }
           },
         })
       )
     );
-    if (approver && !group) main.appendChild(bulk);
+    if (approver && !group) {
+      main.appendChild(bulk);
+      main.appendChild(resultBox);
+    }
 
     const listBox = h("div", { id: "card-list", class: view === "list" ? "list-view" : "card-view", "data-testid": "card-list" });
     main.appendChild(listBox);
@@ -293,6 +334,20 @@
           })
         : null;
 
+    // A change staged on the card (not yet approved, nothing written).
+    const stagedBadge = (card) => {
+      const staged = card.state && card.state.staged;
+      if (!staged) return null;
+      const parts = [];
+      if (staged.quantity != null) parts.push(`for ${staged.quantity}`);
+      if (staged.effective_date) parts.push(`from ${staged.effective_date}`);
+      return h(
+        "span",
+        { class: `badge staged${card.stage_numbers_changed ? " stale" : ""}`, "data-testid": "staged", "data-date": staged.effective_date || "" },
+        `staged ${parts.join(" ")}`,
+        card.stage_numbers_changed ? " · numbers changed since" : ""
+      );
+    };
     const wbText = (card) =>
       card.write_back ? ` · ${writeBackLine(card.write_back)}` : card.state && card.state.write_back ? ` · write-back ${card.state.write_back}` : "";
     const cardTile = (card) =>
@@ -313,7 +368,8 @@
           h("span", { class: `badge status-${card.status}`, "data-testid": "card-status", text: card.status + wbText(card) }),
           card.state && card.state.write_back === "needs_review"
             ? h("span", { class: "badge wb-needs_review", "data-testid": "needs-review", text: "needs review" })
-            : null
+            : null,
+          stagedBadge(card)
         ),
         h("a", {
           href: `/app/cards/${card.key}`,
@@ -357,7 +413,7 @@
         T.td(T.qty(card.vendor_quantity), "num"),
         T.td(T.qty(card.target_quantity), "num"),
         T.td(T.signedMoney(card.money && card.money.delta), "num"),
-        T.td(card.effective_date),
+        h("td", {}, card.effective_date || "—", " ", stagedBadge(card)),
         T.td(card.tags.join(", "))
       );
 
@@ -569,7 +625,12 @@
       }
       await load();
     }
-    const decide = (action, what) => act("/api/v1/decisions", { cards: [key], action }, what);
+    const decide = async (action, what) => {
+      const body = { cards: [key], action };
+      // A PSA write is confirmed first, from the server's preview of it.
+      if ((action.action === "approve" || action.action === "adjust") && !(await T.confirmWrites(body))) return;
+      return act("/api/v1/decisions", body, what);
+    };
 
     // A write-back that needs review: what was sent beside what the PSA
     // stored, the connector's words, the journalled writes, and the
@@ -653,6 +714,19 @@
         )
       );
       if (lastWb) root.appendChild(h("p", { id: "write-back-line", "data-testid": "write-back-line", text: writeBackLine(writeBackOf(lastWb)) }));
+      const staged = d.state && d.state.staged;
+      if (staged) {
+        root.appendChild(
+          h(
+            "p",
+            { id: "detail-staged", "data-testid": "detail-staged", "data-date": staged.effective_date || "" },
+            `Staged by ${staged.by}: `,
+            staged.quantity != null ? `quantity ${staged.quantity} ` : "",
+            staged.effective_date ? `from ${staged.effective_date}` : "",
+            ". Nothing is written to the PSA until approval, which uses it."
+          )
+        );
+      }
       root.appendChild(
         h(
           "p",

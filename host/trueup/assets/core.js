@@ -127,6 +127,94 @@ T.section = (title, ...children) => T.h("section", { class: "panel" }, T.h("h2",
 // A labelled form field.
 T.field = (label, input) => T.h("label", { class: "field" }, T.h("span", { text: label }), input);
 
+// ------------------------------------------------ confirming PSA writes
+
+// Before any approval or adjustment is sent: asks the server what it would
+// write (POST /api/v1/decisions/preview, the same body as the decision),
+// lists it card by card with totals in a modal dialog, and resolves true
+// only when the person confirms. Nothing is written while it is open.
+T.confirmWrites = async function confirmWrites(body, companies) {
+  const h = T.h;
+  const preview = await T.guard(() => T.api("/api/v1/decisions/preview", { method: "POST", body }));
+  if (!preview) return false;
+  const name = (id) => (companies ? T.companyName(companies, id) : id);
+  const rows = preview.writes.map((w) =>
+    h(
+      "tr",
+      { "data-testid": "confirm-row", "data-key": w.card_key },
+      T.td(name(w.company)),
+      T.td(w.product),
+      T.td(w.line ? `${w.contract} / line ${w.line}` : `${w.contract} (new line)`),
+      T.td(`${T.qty(w.from_quantity)} → ${w.to_quantity}`, "num"),
+      T.td(w.unit_price == null ? "—" : T.money(w.unit_price), "num"),
+      T.td(w.monthly_effect == null ? "—" : T.signedMoney(w.monthly_effect), "num"),
+      h("td", { "data-testid": "confirm-date", text: w.effective_date })
+    )
+  );
+  const t = preview.totals;
+  const send = h("button", { type: "button", id: "confirm-send", class: "primary", text: `Write ${t.writes} change(s) to the PSA`, disabled: !t.writes });
+  const cancel = h("button", { type: "button", id: "confirm-cancel", text: "Cancel" });
+  const dialog = h(
+    "dialog",
+    { id: "confirm-writes", "data-testid": "confirm-writes", class: "confirm" },
+    h("h2", { text: t.writes ? "Confirm what will be written to the PSA" : "Nothing to write" }),
+    t.writes
+      ? T.table("confirm-table", ["Account", "Service", "Contract", "Quantity", "Unit price", "Per month", "Effective"], rows)
+      : null,
+    h(
+      "p",
+      { id: "confirm-totals", "data-testid": "confirm-totals" },
+      `${t.writes} write(s) · quantity ${Number(t.quantity_change) >= 0 ? "+" : ""}${t.quantity_change} · ${T.signedMoney(t.monthly_effect)} per month`,
+      t.unpriced ? ` (${t.unpriced} without a known price)` : ""
+    ),
+    preview.refused.length
+      ? h(
+          "div",
+          { id: "confirm-refused" },
+          h("p", { text: `${preview.refused.length} card(s) would be refused:` }),
+          h("ul", {}, preview.refused.map(([k, why]) => h("li", { text: `${k.slice(0, 8)}… ${why}` })))
+        )
+      : null,
+    h("div", { class: "actions" }, send, cancel)
+  );
+  document.body.appendChild(dialog);
+  return new Promise((resolve) => {
+    const done = (ok) => {
+      dialog.close();
+      dialog.remove();
+      resolve(ok);
+    };
+    send.addEventListener("click", () => done(true));
+    cancel.addEventListener("click", () => done(false));
+    dialog.addEventListener("cancel", (e) => {
+      e.preventDefault();
+      done(false);
+    });
+    dialog.showModal();
+  });
+};
+
+// What a bulk decision did: how many decided and queued, and each refused
+// card with the server's reason, kept on the page until the next action.
+T.decisionSummary = function decisionSummary(what, answer) {
+  const h = T.h;
+  const decided = answer.decided || answer.staged || [];
+  return h(
+    "div",
+    { id: "bulk-result", class: "panel", "data-testid": "bulk-result" },
+    h(
+      "p",
+      { id: "bulk-result-counts" },
+      `${what}: ${decided.length} ${answer.staged ? "staged" : "decided"}`,
+      answer.write_backs != null ? `, ${answer.write_backs} write-back(s) queued` : "",
+      answer.refused.length ? `, ${answer.refused.length} refused` : ""
+    ),
+    answer.refused.length
+      ? h("ul", { id: "bulk-result-refused" }, answer.refused.map(([k, why]) => h("li", { "data-key": k, text: `${k.slice(0, 8)}… ${why}` })))
+      : null
+  );
+};
+
 // ----------------------------------------------------------- formatting
 
 T.money = function money(value) {

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use trueup_core::actions::{Action, DecisionContext, Resolution, decide as decide_card};
+use trueup_core::actions::{Action, DecisionContext, Resolution, Staged, decide as decide_card};
 use trueup_core::card::CardKey;
 use trueup_plugin_host::{PlannedCall, QuantityChange};
 use trueup_store::cards::CardNote;
@@ -13,7 +13,7 @@ use trueup_store::outbox::OutboxStatus;
 use trueup_store::reconcile::ReconcileRunId;
 
 use super::{MAX_BULK_CARDS, card_key, require_run};
-use crate::app::decide::{DecideOutcome, quantity_change};
+use crate::app::decide::{DecideOutcome, DecisionPreview, StageOutcome, quantity_change};
 use crate::web::AppState;
 use crate::web::auth::Caller;
 use crate::web::error::{ApiError, ApiResult, JsonBody};
@@ -131,9 +131,10 @@ pub struct DecisionRequest {
     /// The cards (one or many).
     #[schema(value_type = Vec<String>)]
     pub cards: Vec<CardKey>,
-    /// What to do: `{"action":"approve"}`, `{"action":"adjust",
+    /// What to do: `{"action":"approve"}` (with the card's staged change,
+    /// if it has one), `{"action":"adjust",
     /// "quantity":"12","effective_date":"2026-12-01"}` (either part may be
-    /// left out: "set effective date" is an adjust with only a date),
+    /// left out: the card's staged value, then its proposal, fills it),
     /// `{"action":"dismiss"}`, `{"action":"snooze","until":{"date":
     /// "2027-01-01"}}` or `{"action":"snooze","until":"numbers_change"}`,
     /// `{"action":"exclude","reason":"..."}`.
@@ -178,6 +179,114 @@ pub async fn decide(
         .await;
     state.changed();
     Ok(axum::Json(outcome?))
+}
+
+/// `POST /api/v1/decisions/preview`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/decisions/preview",
+    tag = "cards",
+    request_body = DecisionRequest,
+    responses((status = 200, description = "What the decision would write to the PSA, per card (account, service, from → to quantity, unit price, monthly effect, effective date) with totals, and the cards it would refuse; nothing is recorded or sent", body = DecisionPreview), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
+pub async fn preview(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<DecisionRequest>,
+) -> ApiResult<axum::Json<DecisionPreview>> {
+    check_selection(&request.cards)?;
+    Ok(axum::Json(
+        state
+            .app
+            .preview_decision(
+                request.run.map(ReconcileRunId),
+                &request.cards,
+                &request.action,
+            )
+            .await?,
+    ))
+}
+
+/// A change to stage on cards.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageRequest {
+    /// The run the cards were shown from (default: the latest).
+    #[serde(default)]
+    pub run: Option<i64>,
+    /// The cards.
+    #[schema(value_type = Vec<String>)]
+    pub cards: Vec<CardKey>,
+    /// The quantity to bill (default: the card's proposal).
+    #[serde(default, with = "trueup_core::model::amount::option")]
+    #[schema(value_type = Option<String>)]
+    pub quantity: Option<Decimal>,
+    /// The effective date (default: the card's proposal).
+    #[serde(default)]
+    pub effective_date: Option<NaiveDate>,
+}
+
+/// `POST /api/v1/cards/stage`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cards/stage",
+    tag = "cards",
+    request_body = StageRequest,
+    responses((status = 200, description = "Per card: staged, or why not (the stage is checked as an approval would be); nothing is written to the PSA", body = StageOutcome), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such run", body = crate::web::openapi::ErrorBody)),
+)]
+pub async fn stage(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<StageRequest>,
+) -> ApiResult<axum::Json<StageOutcome>> {
+    check_selection(&request.cards)?;
+    if request.quantity.is_none() && request.effective_date.is_none() {
+        return Err(ApiError::BadRequest(
+            "stage a quantity, an effective_date or both".into(),
+        ));
+    }
+    let outcome = state
+        .app
+        .stage(
+            request.run.map(ReconcileRunId),
+            &request.cards,
+            Staged {
+                quantity: request.quantity,
+                effective_date: request.effective_date,
+            },
+            &caller.name,
+        )
+        .await;
+    state.changed();
+    Ok(axum::Json(outcome?))
+}
+
+/// `POST /api/v1/cards/unstage`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cards/unstage",
+    tag = "cards",
+    request_body = Selection,
+    responses((status = 204, description = "The cards' staged changes are dropped"), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+)]
+pub async fn unstage(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<Selection>,
+) -> ApiResult<axum::http::StatusCode> {
+    check_selection(&request.cards)?;
+    state.app.store().unstage_changes(&request.cards).await?;
+    state.changed();
+    let keys: Vec<&str> = request.cards.iter().map(|k| k.as_str()).collect();
+    state
+        .app
+        .audit(
+            &caller.name,
+            "cards.unstage",
+            "cards",
+            serde_json::json!({ "cards": keys }),
+        )
+        .await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// A selection of cards.

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use trueup_core::card::{CardCategory, CardTotals};
 use trueup_core::model::{CompanyId, VendorId};
-use trueup_store::cards::CardStatus;
+use trueup_store::cards::{CardStatus, WriteBackStatus};
 use trueup_store::reconcile::{CardFilter, CardGroup, CardSummary, GroupBy, MAX_PAGE_SIZE};
 
 use super::cache::cached;
@@ -32,6 +32,9 @@ pub struct CardQuery {
     pub tag: Option<String>,
     /// A status today: open, approved, dismissed, snoozed, excluded.
     pub status: Option<String>,
+    /// Where the card's write-back stands: needs_review, pending, failed
+    /// (the PSA refused it), applied or cancelled.
+    pub write_back: Option<String>,
     /// The pagination cursor (`next` of the previous page).
     pub after: Option<i64>,
     /// Cards per page (default 50, at most 1000).
@@ -67,6 +70,19 @@ impl CardQuery {
                 )
             })
             .transpose()?;
+        let write_back = match self.write_back.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("needs_review") => Some(WriteBackStatus::NeedsReview),
+            Some("pending") => Some(WriteBackStatus::Pending),
+            Some("failed" | "rejected") => Some(WriteBackStatus::Rejected),
+            Some("applied") => Some(WriteBackStatus::Applied),
+            Some("cancelled") => Some(WriteBackStatus::Cancelled),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{other:?} is not a write-back state; use needs_review, pending, failed, applied or cancelled"
+                )));
+            }
+        };
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         Ok(CardFilter {
             categories,
@@ -74,6 +90,7 @@ impl CardQuery {
             company: nonempty(&self.company).map(CompanyId::from),
             tag: nonempty(&self.tag),
             status,
+            write_back,
             today: Some(today),
         })
     }
