@@ -114,6 +114,16 @@ fn token_from_row(r: &Row) -> Result<ApiToken> {
     })
 }
 
+/// Why a change to a user was refused: it would leave no enabled admin.
+pub const LAST_ADMIN: &str =
+    "this is the last enabled admin: make another user an admin first, then change this one";
+
+/// Whether `error` is [`Store::update_user`] refusing to remove the last
+/// enabled admin.
+pub fn is_last_admin(error: &StoreError) -> bool {
+    matches!(error, StoreError::Invalid { problem, .. } if problem == LAST_ADMIN)
+}
+
 impl Store {
     /// Creates a user.
     ///
@@ -191,9 +201,12 @@ impl Store {
 
     /// Changes a user's password hash, role or disabled flag (`None` keeps
     /// it). Disabling a user also ends their sessions (one transaction).
+    /// A change that would leave no enabled admin is refused: nobody could
+    /// manage users, settings or secrets any more.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] for an unknown user.
+    /// [`StoreError::NotFound`] for an unknown user; [`StoreError::Invalid`]
+    /// when it would remove the last enabled admin ([`is_last_admin`]).
     pub async fn update_user(
         &self,
         id: UserId,
@@ -203,7 +216,24 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<()> {
         const OP: &str = "update user";
+        let admin = enum_text(&Role::Admin);
+        let may_remove_admin = role.is_some_and(|r| r != Role::Admin) || disabled == Some(true);
         let mut tx = self.db.begin(OP).await?;
+        if may_remove_admin {
+            // Touching every admin row first takes their row locks
+            // (PostgreSQL) or the write lock (SQLite), so two admins
+            // demoting each other at once are serialized and the second
+            // sees the first's change in its count below.
+            tx.execute(
+                sql(
+                    OP,
+                    "users",
+                    "UPDATE users SET updated_at = updated_at WHERE role = $1",
+                )
+                .bind(admin.clone()),
+            )
+            .await?;
+        }
         let n = tx
             .execute(
                 sql(
@@ -221,6 +251,24 @@ impl Store {
             .await?;
         if n == 0 {
             return Err(StoreError::not_found(OP, "user", id));
+        }
+        if may_remove_admin {
+            let left = tx
+                .fetch_one(
+                    sql(
+                        OP,
+                        "users",
+                        "SELECT COUNT(*) AS n FROM users WHERE role = $1 AND disabled = $2",
+                    )
+                    .bind(admin)
+                    .bind(false),
+                )
+                .await?
+                .int("n")?;
+            if left == 0 {
+                // Dropping the transaction rolls the change back.
+                return Err(StoreError::invalid(OP, LAST_ADMIN));
+            }
         }
         if disabled == Some(true) || password_hash.is_some() {
             tx.execute(sql(OP, "sessions", "DELETE FROM sessions WHERE user_id = $1").bind(id))

@@ -12,12 +12,16 @@
 //! - API tokens: `Authorization: Bearer tu_...`, stored as SHA-256.
 //! - Lockout: [`MAX_LOGIN_FAILURES`] failed logins for one username within
 //!   [`LOGIN_WINDOW`] lock that username out for the rest of the window
-//!   (429 with `Retry-After`), even with the right password.
+//!   (429 with `Retry-After`), even with the right password. A client
+//!   address is locked the same way after [`MAX_ADDRESS_FAILURES`] failed
+//!   logins across any usernames (a password spray from one address), so
+//!   spraying is slowed without letting one address lock everyone out.
 //! - Lookups are cached for [`AUTH_CACHE_TTL`]: a logout, revocation or
 //!   user change made through this process takes effect at once; one made
 //!   by another process sharing the database within the TTL.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,7 +35,7 @@ use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 use trueup_store::auth::Role as StoredRole;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, JsonBody};
 use super::{Access, AppState};
 use crate::auth::{Role, hash_password, random_token, token_hash, tokens_equal, verify_password};
 use crate::lock::lock;
@@ -49,6 +53,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// locked out.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
 
+/// Failed logins from one client address (any usernames) within
+/// [`LOGIN_WINDOW`] before the address is locked out. Higher than
+/// [`MAX_LOGIN_FAILURES`]: several people may share an office address.
+pub const MAX_ADDRESS_FAILURES: u32 = 20;
 /// The window failed logins are counted in, and the lockout's length.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -156,14 +164,32 @@ impl AuthState {
 
     /// Seconds the username stays locked out, if it is.
     fn locked_for(&self, username: &str) -> Option<u64> {
+        self.locked_key(&user_key(username), MAX_LOGIN_FAILURES)
+    }
+
+    /// Seconds the client address stays locked out, if it is.
+    fn address_locked_for(&self, address: IpAddr) -> Option<u64> {
+        self.locked_key(&address_key(address), MAX_ADDRESS_FAILURES)
+    }
+
+    fn locked_key(&self, key: &str, max: u32) -> Option<u64> {
         let failures = lock(&self.failures);
-        let f = failures.get(username)?;
+        let f = failures.get(key)?;
         let elapsed = f.since.elapsed();
-        (f.count >= MAX_LOGIN_FAILURES && elapsed < LOGIN_WINDOW)
+        (f.count >= max && elapsed < LOGIN_WINDOW)
             .then(|| (LOGIN_WINDOW - elapsed).as_secs().max(1))
     }
 
-    fn record_failure(&self, username: &str) {
+    /// Counts a failed login against the username and, when known, the
+    /// client address.
+    fn record_failure(&self, username: &str, address: Option<IpAddr>) {
+        self.record_key(user_key(username));
+        if let Some(address) = address {
+            self.record_key(address_key(address));
+        }
+    }
+
+    fn record_key(&self, key: String) {
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_TRACKED_LOGINS {
             failures.retain(|_, f| f.since.elapsed() < LOGIN_WINDOW);
@@ -176,7 +202,7 @@ impl AuthState {
                 failures.remove(&oldest);
             }
         }
-        let entry = failures.entry(username.to_owned()).or_insert(Failures {
+        let entry = failures.entry(key).or_insert(Failures {
             count: 0,
             since: Instant::now(),
         });
@@ -189,8 +215,10 @@ impl AuthState {
         entry.count += 1;
     }
 
+    /// A successful login clears the username's count, not the address's:
+    /// a sprayer who knows one password must not reset its own count.
     fn clear_failures(&self, username: &str) {
-        lock(&self.failures).remove(username);
+        lock(&self.failures).remove(&user_key(username));
     }
 
     /// A hash to verify against when the user does not exist, so a login
@@ -223,6 +251,16 @@ impl AuthState {
     fn clear_cookie(&self) -> String {
         self.cookie("", Duration::ZERO)
     }
+}
+
+/// The lockout key of a username (apart from addresses').
+fn user_key(username: &str) -> String {
+    format!("user:{username}")
+}
+
+/// The lockout key of a client address.
+fn address_key(address: IpAddr) -> String {
+    format!("addr:{address}")
 }
 
 /// The session id in the request's cookies.
@@ -409,9 +447,18 @@ pub struct SessionInfo {
     path = "/api/v1/session",
     tag = "session",
     request_body = Login,
-    responses((status = 200, description = "Logged in: sets the session cookie", body = SessionInfo), (status = 401, description = "Wrong username or password, or a disabled user", body = crate::web::openapi::ErrorBody), (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = crate::web::openapi::ErrorBody), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody)),
+    responses((status = 200, description = "Logged in: sets the session cookie", body = SessionInfo), (status = 401, description = "Wrong username or password, or a disabled user", body = crate::web::openapi::ErrorBody), (status = 429, description = "Too many failed attempts; retry after Retry-After seconds", body = crate::web::openapi::ErrorBody), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 415, description = "The body is not sent as application/json", body = crate::web::openapi::ErrorBody)),
 )]
-pub async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    JsonBody(body): JsonBody<Login>,
+) -> ApiResult<Response> {
+    // The peer address as the server accepted it (not a forwarded header,
+    // which a client could set to dodge the count).
+    let address = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
     let auth = &state.shared.auth;
     let app = &state.app;
     let username = body.username.trim().to_owned();
@@ -422,6 +469,14 @@ pub async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Ap
         return Err(ApiError::BadRequest(
             "give a username and a password (at most 1024 bytes each)".into(),
         ));
+    }
+    if let Some(retry_after) = address.and_then(|a| auth.address_locked_for(a)) {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "too many failed logins from this address; try again in {retry_after} s"
+            ),
+            retry_after,
+        });
     }
     if let Some(retry_after) = auth.locked_for(&username) {
         return Err(ApiError::TooManyRequests {
@@ -444,8 +499,8 @@ pub async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> Ap
     let user = match user {
         Some(u) if verified && !u.disabled => u,
         _ => {
-            auth.record_failure(&username);
-            tracing::warn!(username = %username, "failed login");
+            auth.record_failure(&username, address);
+            tracing::warn!(username = %username.escape_debug(), address = ?address, "failed login");
             return Err(ApiError::Unauthenticated(
                 "wrong username or password".into(),
             ));
@@ -542,10 +597,10 @@ mod tests {
     fn lockout_starts_after_the_limit_and_a_success_clears_it() {
         let auth = AuthState::new(true);
         for _ in 0..MAX_LOGIN_FAILURES - 1 {
-            auth.record_failure("ann");
+            auth.record_failure("ann", None);
         }
         assert_eq!(auth.locked_for("ann"), None);
-        auth.record_failure("ann");
+        auth.record_failure("ann", None);
         assert!(auth.locked_for("ann").is_some_and(|s| s > 0));
         assert_eq!(auth.locked_for("bob"), None);
         auth.clear_failures("ann");
@@ -555,5 +610,24 @@ mod tests {
             auth.session_cookie("x")
                 .contains("HttpOnly; SameSite=Strict")
         );
+    }
+
+    /// Issue 17 (10): one address failing across many usernames is locked
+    /// out; a success does not clear the address's count; another address
+    /// is not affected.
+    #[test]
+    fn an_address_spraying_usernames_is_locked_out() {
+        let auth = AuthState::new(false);
+        let sprayer = IpAddr::from([203, 0, 113, 7]);
+        let other = IpAddr::from([198, 51, 100, 1]);
+        for i in 0..MAX_ADDRESS_FAILURES - 1 {
+            auth.record_failure(&format!("user-{i}"), Some(sprayer));
+        }
+        assert_eq!(auth.address_locked_for(sprayer), None);
+        auth.clear_failures("user-0");
+        auth.record_failure("ann", Some(sprayer));
+        assert!(auth.address_locked_for(sprayer).is_some_and(|s| s > 0));
+        assert_eq!(auth.address_locked_for(other), None);
+        assert_eq!(auth.locked_for("ann"), None, "one failure for ann");
     }
 }

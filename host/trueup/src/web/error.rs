@@ -41,6 +41,9 @@ pub enum ApiError {
     Unprocessable(String),
     /// The request conflicts with the stored state (409).
     Conflict(String),
+    /// The body is not of a type the route reads (415), e.g. JSON sent
+    /// without `Content-Type: application/json`.
+    UnsupportedMediaType(String),
     /// Too many attempts (429), retry after the seconds given.
     TooManyRequests {
         /// What is limited.
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Conflict(_) => "conflict",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Upstream(_) => "upstream",
             ApiError::Unavailable(_) => "unavailable",
@@ -165,6 +170,7 @@ impl IntoResponse for ApiError {
             | ApiError::BadRequest(m)
             | ApiError::Unprocessable(m)
             | ApiError::Conflict(m)
+            | ApiError::UnsupportedMediaType(m)
             | ApiError::Upstream(m)
             | ApiError::Forbidden { message: m, .. }
             | ApiError::TooManyRequests { message: m, .. } => m.clone(),
@@ -190,7 +196,60 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON request body whose rejections are answered as [`ApiError`]s.
+///
+/// Stricter than `axum::Json`: the body must be sent as
+/// `application/json` (or a `+json` type), else 415; and it must be a JSON
+/// object, else 400 — serde reads a struct from an array by position, so
+/// `[false]` once passed for `{"enabled": false}` and disabled an admin.
+/// Unknown fields are refused by `deny_unknown_fields` on every request
+/// type; errors name the JSON path.
 pub struct JsonBody<T>(pub T);
+
+/// Whether `content_type` is JSON: `application/json` or
+/// `application/<something>+json`, with any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// Reads `bytes` as a JSON object of type `T`.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming what is wrong and where.
+pub fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
+    if !value.is_object() {
+        let found = match &value {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return Err(ApiError::BadRequest(format!(
+            "the body must be a JSON object with the documented fields, not {found}"
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at {path}")
+        };
+        ApiError::BadRequest(format!("the body is not valid{at}: {}", e.inner()))
+    })
+}
 
 impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
 where
@@ -200,10 +259,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !is_json(&content_type) {
+            return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
+                "send the body as JSON with Content-Type: application/json".to_owned()
+            } else {
+                format!(
+                    "the body was sent as {content_type:?}; send it as JSON with Content-Type: application/json"
+                )
+            }));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        json_object(&bytes).map(JsonBody)
     }
 }
 
@@ -238,6 +312,42 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17 (4): a JSON body must be an object; an array is not read
+    /// as a struct by position.
+    #[test]
+    fn json_bodies_must_be_objects() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Change {
+            enabled: bool,
+        }
+        for body in ["[false]", "false", "null", "\"x\"", "3"] {
+            let error = json_object::<Change>(body.as_bytes()).expect_err(body);
+            assert!(
+                matches!(&error, ApiError::BadRequest(m) if m.contains("must be a JSON object")),
+                "{body}: {error:?}"
+            );
+        }
+        let unknown = json_object::<Change>(br#"{"enabled": false, "role": "admin"}"#)
+            .expect_err("unknown field");
+        assert!(
+            matches!(&unknown, ApiError::BadRequest(m) if m.contains("unknown field `role`")),
+            "{unknown:?}"
+        );
+        assert!(json_object::<Change>(br#"{"enabled": false}"#).is_ok());
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json(""));
+        assert_eq!(
+            ApiError::UnsupportedMediaType("x".into()).status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
 
     #[test]
     fn internal_errors_are_hidden_and_others_are_said() {

@@ -104,6 +104,7 @@ pub async fn create_token(
             "a token needs a name (1 to 100 characters)".into(),
         ));
     }
+    trueup_core::model::text::check("the token name", name, false).map_err(ApiError::BadRequest)?;
     let value = new_api_token();
     let store = state.app.store();
     let id = store

@@ -112,6 +112,8 @@ pub async fn create_user(
             "a username is 1 to 64 characters without spaces".into(),
         ));
     }
+    trueup_core::model::text::check("the username", &username, false)
+        .map_err(ApiError::BadRequest)?;
     let (password, generated) = match request.password {
         Some(p) => (p, None),
         None => {
@@ -173,7 +175,7 @@ pub struct UserChange {
     tag = "users",
     params(("username" = String, Path, description = "The login name")),
     request_body = UserChange,
-    responses((status = 200, description = "The user as changed", body = UserView), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such user", body = crate::web::openapi::ErrorBody)),
+    responses((status = 200, description = "The user as changed", body = UserView), (status = 400, description = "The request is invalid (the message says what to fix)", body = crate::web::openapi::ErrorBody), (status = 404, description = "No such user", body = crate::web::openapi::ErrorBody), (status = 409, description = "The change would leave no enabled admin", body = crate::web::openapi::ErrorBody)),
 )]
 pub async fn update_user(
     State(state): State<AppState>,
@@ -212,7 +214,16 @@ pub async fn update_user(
             change.disabled,
             state.app.now(),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if trueup_store::auth::is_last_admin(&e) {
+                ApiError::Conflict(format!(
+                    "user {username:?} is the last enabled admin and cannot be disabled or demoted: make another user an admin first"
+                ))
+            } else {
+                e.into()
+            }
+        })?;
     state.shared.auth.forget_all();
     state
         .app
