@@ -8,6 +8,8 @@
 //!
 //! [server]
 //! bind = "127.0.0.1:8080"
+//! secure_cookies = true                  # served over HTTPS: Secure cookies, HSTS
+//! hsts = "max-age=31536000"              # the Strict-Transport-Security sent then
 //!
 //! [billing]
 //! time_zone = "America/Chicago"          # the MSP's business day
@@ -124,6 +126,15 @@ pub struct ServerConfig {
     /// or behind a TLS-terminating proxy).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// The `Strict-Transport-Security` value sent on every response when
+    /// `secure_cookies` is set (served over HTTPS); empty sends none.
+    /// Default one year: browsers then refuse plain HTTP to this host.
+    #[serde(default = "default_hsts")]
+    pub hsts: String,
+}
+
+fn default_hsts() -> String {
+    "max-age=31536000".to_owned()
 }
 
 fn default_bind() -> SocketAddr {
@@ -135,6 +146,7 @@ impl Default for ServerConfig {
         Self {
             bind: default_bind(),
             secure_cookies: false,
+            hsts: default_hsts(),
         }
     }
 }
@@ -527,7 +539,7 @@ mod tests {
             Config::parse("[server]\nbind = \"127.0.0.1:8080\"\nport = 9\n").expect_err("unknown");
         assert_eq!(
             error,
-            "line 3: unknown field `port`, expected `bind` or `secure_cookies`"
+            "line 3: unknown field `port`, expected one of `bind`, `secure_cookies`, `hsts`"
         );
         let error = Config::parse("[billing]\ntime_zone = \"Mars/Olympus\"\n").expect_err("zone");
         assert_eq!(

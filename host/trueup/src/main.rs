@@ -62,6 +62,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => Config::load(path, true)?,
         None => Config::load(&PathBuf::from(DEFAULT_CONFIG_FILE), false)?,
     };
+    // The data directory and database are created private (0700/0600)
+    // before anything opens them; wider modes found are reported.
+    if !matches!(cli.command, Command::Openapi(_) | Command::Demo(_)) {
+        let config_file = cli
+            .config
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()));
+        for warning in trueup::server::files::prepare(&config, config_file.as_deref())
+            .map_err(anyhow::Error::msg)?
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
     let config = Arc::new(config);
     match cli.command {
         Command::Plugin(args) => commands::plugin::run(config, args),

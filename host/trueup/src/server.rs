@@ -7,6 +7,7 @@
 //! [`Debouncer`]; and on shutdown it stops accepting, lets requests in
 //! flight finish, and stops the workers and the debouncer.
 
+pub mod files;
 pub mod middleware;
 
 use std::net::SocketAddr;

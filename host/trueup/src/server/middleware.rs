@@ -43,6 +43,7 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// holds the metrics.
 pub fn around(routes: Router, state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let hsts = hsts_value(&state.app.config().server);
     routes.layer(
         ServiceBuilder::new()
             .layer(middleware::map_request(drop_unusable_request_id))
@@ -67,12 +68,27 @@ pub fn around(routes: Router, state: AppState) -> Router {
                 header::REFERRER_POLICY,
                 HeaderValue::from_static("no-referrer"),
             ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                move |_: &axum::response::Response| hsts.clone(),
+            ))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))
             .layer(middleware::from_fn_with_state(state, observe)),
     )
+}
+
+/// The `Strict-Transport-Security` header to send: the configured value
+/// when served over HTTPS (`secure_cookies`), none otherwise (over plain
+/// HTTP browsers ignore it) or when configured empty or unusable.
+pub fn hsts_value(server: &crate::config::ServerConfig) -> Option<HeaderValue> {
+    let value = server.hsts.trim();
+    if !server.secure_cookies || value.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(value).ok()
 }
 
 /// Request ids of this process: a random prefix and a counter.
