@@ -79,9 +79,12 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
             "{text:?} is not a decimal number (digits with an optional '.' and sign)"
         ));
     }
-    Decimal::from_str(text).map_err(|_| {
+    let value = Decimal::from_str(text).map_err(|_| {
         format!("{text:?} has too many digits (a decimal holds at most 28 significant digits)")
-    })
+    })?;
+    // The documented limits (magnitude, exact places), one rule for every door.
+    trueup_core::model::amount::parse(text).map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// The instant a date-only observation is stamped with: 00:00 UTC of

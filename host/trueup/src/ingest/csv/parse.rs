@@ -46,6 +46,8 @@ pub enum RowErrorReason {
     TooLong,
     /// A value is not UTF-8 text.
     NotUtf8,
+    /// A value holds a control character (or a bidi override).
+    ControlCharacter,
     /// A quantity or unit cost is not a decimal number.
     BadDecimal,
     /// A quantity is below zero.
@@ -393,6 +395,10 @@ impl Checker<'_> {
             text
         };
         let text = text.trim();
+        let what = format!("{field} ({label})");
+        if let Err(message) = trueup_core::model::text::check(&what, text, false) {
+            return Err((RowErrorReason::ControlCharacter, message));
+        }
         if text.len() > MAX_VALUE_LEN {
             return Err((
                 RowErrorReason::TooLong,
@@ -431,7 +437,10 @@ impl Checker<'_> {
                 Err(String::new())
             }
         };
-        parsed.map_err(|_| {
+        parsed.map_err(|e| {
+            if e.contains("beyond the limit") || e.contains("decimal places") {
+                return e; // the core limits' own words
+            }
             let grouping = self
                 .options
                 .thousands

@@ -265,10 +265,15 @@ impl Checker {
             );
             return None;
         }
+        if let Err(message) = trueup_core::model::text::check("the value", trimmed, false) {
+            self.invalid(path, message);
+            return None;
+        }
         Some(trimmed.to_owned())
     }
 
     fn amount(&mut self, path: &str, what: &str, value: &Value) -> Option<Decimal> {
+        use trueup_core::model::amount;
         let parsed = match value {
             Value::String(text) => parse_decimal(text.trim()),
             Value::Number(n) => {
@@ -298,7 +303,13 @@ impl Checker {
                 self.invalid(path, format!("{what} {v} is negative; send 0 or more"));
                 None
             }
-            Ok(v) => Some(v),
+            Ok(v) => match amount::check(what, v, amount::MAX_AMOUNT) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.invalid(path, e.to_string());
+                    None
+                }
+            },
             Err(message) => {
                 self.invalid(path, message);
                 None
