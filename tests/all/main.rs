@@ -8,6 +8,7 @@ mod support;
 mod support_webdriver;
 
 mod browser;
+mod card_staging;
 mod cli_operations;
 mod conformance;
 mod connector_autotask;
