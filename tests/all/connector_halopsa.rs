@@ -528,7 +528,7 @@ async fn adding_an_item_adds_one_line_at_the_catalogue_price_once() {
     let body = &log[0]["body"][0];
     assert!(body["ihid"].as_i64().is_some_and(|i| i > 0), "{body}");
     assert_eq!(body["qty_order"], 3);
-    assert_eq!(body["start_date"], "2026-12-01T00:00:00");
+    assert_eq!(body["startdate"], "2026-12-01T00:00:00", "{body}");
 
     // Exactly one line of the item, as asked, in the emulator.
     let lines = lines_of(&emulator, &contract, product.identifier).await;
@@ -544,13 +544,14 @@ async fn adding_an_item_adds_one_line_at_the_catalogue_price_once() {
         Some(price)
     );
     assert!(
-        lines[0]["start_date"]
+        lines[0]["startdate"]
             .as_str()
             .is_some_and(|d| d.starts_with("2026-12-01")),
         "{}",
         lines[0]
     );
-    assert!(lines[0]["end_date"].is_null());
+    // Open-ended: Halo's zero date.
+    assert_eq!(lines[0]["enddate"], halo::data::SENTINEL_DATE);
     let read = session
         .read_line(&contract, result.line.id.as_str())
         .await
