@@ -338,3 +338,53 @@ observed_on = 5
         HUGE_ACCOUNTS
     );
 }
+
+/// Issue 17 (1, 2, 3): quantities past the documented limit or finer than
+/// a decimal holds, and control characters in names, are refused per row
+/// with the field and the limit named; nothing is imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_control_characters_are_refused_per_row() {
+    let (app, _dir) = ingest_app().await;
+    save(&app, "acme", PROFILE).await;
+    let bad = "\
+Customer ID,Customer,Plan,Seats,Date
+c-1,Contoso,backup-100,79228162514264337593543950335,24/11/2026
+c-2,Fabrikam,backup-100,0.00000000000000000000000000001,24/11/2026
+c-3,Init\u{7}ech,backup-100,1,24/11/2026
+c-4,Globex,backup-100,10000000000,24/11/2026
+";
+    let error = import_csv(&app, "acme", bad.as_bytes(), "limits.csv", "test")
+        .await
+        .expect_err("refused");
+    let ImportError::Rejected(report) = &error else {
+        panic!("not a rejection: {error}");
+    };
+    let found: Vec<(u64, RowErrorReason)> =
+        report.errors.iter().map(|e| (e.line, e.reason)).collect();
+    assert_eq!(
+        found,
+        [
+            (2, RowErrorReason::BadDecimal),
+            (3, RowErrorReason::BadDecimal),
+            (4, RowErrorReason::ControlCharacter),
+        ],
+        "{:#?}",
+        report.errors
+    );
+    assert!(
+        report.errors[0].message.contains("at most 10000000000"),
+        "{:?}",
+        report.errors[0]
+    );
+    assert!(
+        report.errors[1].message.contains("29 decimal places"),
+        "{:?}",
+        report.errors[1]
+    );
+    assert!(
+        report.errors[2].message.contains("U+0007"),
+        "{:?}",
+        report.errors[2]
+    );
+    assert_eq!(report.usage_rows, 0);
+}

@@ -551,3 +551,126 @@ async fn vendors_list_their_accounts_and_services_and_the_api_is_documented() {
     );
     assert!(doc["paths"]["/api/v1/usage"]["post"]["responses"]["429"].is_object());
 }
+
+/// Issue 17 (1, 2): a quantity past the documented limit, or finer than a
+/// decimal holds, is refused with a 422 naming the field and the limit
+/// (it used to be stored, and every reconcile after it panicked with
+/// "Addition overflowed"); a row stored before the limits (old data) is
+/// left out of the reconcile as a `value_out_of_range` exclusion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_past_the_limits_are_refused_and_old_ones_excluded() {
+    use trueup_core::eligibility::ExclusionCode;
+    use trueup_core::model::amount::MAX_QUANTITY;
+
+    let (app, _dir) = ingest_app().await;
+    let key = create_key(&app, None, None).await;
+    map(&app, "cust-1", Some("company-1")).await;
+    let base = serve(&app, NEVER).await;
+
+    let max = Decimal::MAX.to_string();
+    let huge = push_usage(&base, &key, seats("cust-1", &max)).await;
+    assert_eq!(huge.status, 422, "{}", huge.body);
+    assert_eq!(huge.body["problems"][0]["path"], "$.quantity");
+    let message = huge.body["problems"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&MAX_QUANTITY.to_string()) && message.contains("limit"),
+        "{message}"
+    );
+    // A JSON integer past the limit (but inside u64) too, naming the field.
+    let mut integer = seats("cust-1", "1");
+    integer["quantity"] = serde_json::json!(18_446_744_073_709_551_615_u64);
+    let integer = push_usage(&base, &key, integer).await;
+    assert_eq!(integer.status, 422, "{}", integer.body);
+    let message = integer.body["problems"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("quantity") && message.contains("limit"),
+        "{message}"
+    );
+    // 29 decimal places: refused, not rounded to 28.
+    let fine = push_usage(
+        &base,
+        &key,
+        seats("cust-1", "0.00000000000000000000000000001"),
+    )
+    .await;
+    assert_eq!(fine.status, 422, "{}", fine.body);
+    let message = fine.body["problems"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("29 decimal places"), "{message}");
+    assert!(
+        reconciled_quantities(&app, "cust-1").await.is_empty(),
+        "nothing stored"
+    );
+
+    // Old data: stored past the door, next to a sane row.
+    let old = |account: &str, quantity: Decimal| trueup_core::model::UsageObservation {
+        vendor: VENDOR.into(),
+        account: account.into(),
+        sku_id: "backup-seats".into(),
+        sku_name: Arc::from("Backup seats"),
+        quantity,
+        unit: Arc::from("unit"),
+        unit_cost: None,
+        billing_term: None,
+        commitment_end: None,
+        attributes: Default::default(),
+        observed_at: trueup::ingest::day_start(today()),
+    };
+    map(&app, "cust-2", Some("company-1")).await;
+    for (account, quantity) in [("cust-1", Decimal::MAX), ("cust-2", dec("4"))] {
+        app.store()
+            .push_usage(None, &old(account, quantity), now())
+            .await
+            .expect("stored directly");
+    }
+    let summary = app.reconcile().await.expect("the reconcile runs, no panic");
+    assert_eq!(summary.usage_rows, 2);
+    let exclusions = app
+        .store()
+        .run_exclusions(trueup_store::reconcile::ReconcileRunId(summary.run))
+        .await
+        .expect("exclusions");
+    let out_of_range: Vec<_> = exclusions
+        .iter()
+        .filter(|e| e.code == ExclusionCode::ValueOutOfRange)
+        .collect();
+    assert_eq!(out_of_range.len(), 1, "{exclusions:#?}");
+    assert!(
+        out_of_range[0].reason.contains("cust-1") && out_of_range[0].reason.contains("limit"),
+        "{}",
+        out_of_range[0].reason
+    );
+}
+
+/// Issue 17 (3): control characters and bidi overrides in an account id,
+/// a SKU or a name are refused with 422 at their JSON path; nothing is
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_pushed_text_are_refused() {
+    let (app, _dir) = ingest_app().await;
+    let key = create_key(&app, None, None).await;
+    map(&app, "cust-1", Some("company-1")).await;
+    let base = serve(&app, NEVER).await;
+    for (field, value) in [
+        ("sku_name", "Backup\u{7} seats"),
+        ("service", "backup\u{1b}[31m"),
+        ("unit", "seat\u{202E}"),
+        ("sku_name", "two\nlines"),
+    ] {
+        let mut item = seats("cust-1", "5");
+        item[field] = serde_json::json!(value);
+        let answer = push_usage(&base, &key, item).await;
+        assert_eq!(answer.status, 422, "{field}: {}", answer.body);
+        assert_eq!(answer.body["problems"][0]["path"], format!("$.{field}"));
+        let message = answer.body["problems"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains("control character U+"), "{message}");
+    }
+    assert!(reconciled_quantities(&app, "cust-1").await.is_empty());
+}

@@ -20,6 +20,7 @@ mod connector_huntress;
 mod connector_microsoft365;
 mod connector_ninjaone;
 mod connector_pax8;
+mod hardening;
 mod ingest_csv;
 mod ingest_push;
 mod jobs;
