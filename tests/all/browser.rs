@@ -8,7 +8,9 @@
 //! quantity-differs card, checks its dry-run plan writes nothing, approves
 //! it, watches the write-back reach the ConnectWise emulator (asserted on
 //! the emulator's write log, not only on the page) and the card's new
-//! state in the UI. Screenshots go to `target/test-artifacts/browser-*.png`.
+//! state in the UI; then stages an effective date on two cards in bulk,
+//! opens the confirmation (both cards, the staged date), confirms and sees
+//! the decision. Screenshots go to `target/test-artifacts/browser-*.png`.
 //! Without chromedriver the test fails with how to install it.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -285,9 +287,28 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
     assert_eq!(writes(&cw).await.len(), before, "the dry run wrote nothing");
     browser.screenshot_to(&artifact("card")).await;
 
-    // Approve, and watch the write-back arrive on the page.
+    // Approve: a confirmation lists what will be written (nothing is sent
+    // before it is confirmed); confirm, and watch the write-back arrive on
+    // the page.
     browser
         .wait_for("#action-approve")
+        .await
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait_for(&format!(
+            "#confirm-writes [data-testid=confirm-row][data-key='{key}']"
+        ))
+        .await;
+    assert_eq!(
+        writes(&cw).await.len(),
+        before,
+        "the confirmation wrote nothing"
+    );
+    browser.screenshot_to(&artifact("confirm")).await;
+    browser
+        .wait_for("#confirm-send")
         .await
         .click()
         .await
@@ -407,6 +428,176 @@ async fn log_in_see_cards_approve_and_watch_the_write_back() {
         )
         .await;
     browser.screenshot_to(&artifact("after")).await;
+
+    // Bulk "set effective date" stages the date on two cards (nothing is
+    // written), the confirmation lists both with it, and confirming
+    // approves them.
+    browser
+        .goto(&format!(
+            "{base}/app/cards?category=reconcile&status=open&view=list"
+        ))
+        .await
+        .expect("open the open reconcile cards");
+    browser.wait_for("tr[data-testid=card]").await;
+    let mut two = Vec::new();
+    for element in browser.select_all("tr[data-testid=card]").await {
+        let k = element
+            .attr("data-key")
+            .await
+            .expect("read data-key")
+            .expect("data-key");
+        let card = app
+            .store()
+            .card(run.id, &CardKey::from_hex(&k).expect("a card key"))
+            .await
+            .expect("card")
+            .expect("the card is in the run");
+        if k != key && card.line.is_some() && card.target_quantity.is_some() {
+            two.push(k);
+        }
+        if two.len() == 2 {
+            break;
+        }
+    }
+    if two.len() < 2 {
+        fail(
+            &browser,
+            "failure",
+            format!("two open reconcile cards on lines: {two:?}"),
+        )
+        .await;
+    }
+    for k in &two {
+        browser
+            .wait_for(&format!("tr[data-key='{k}'] input.card-select"))
+            .await
+            .click()
+            .await
+            .expect("select");
+    }
+    browser
+        .wait_text("#selection-count", "two selected", |t| t == "2 selected")
+        .await;
+    let date = "2026-12-15";
+    browser
+        .execute(
+            "document.getElementById('bulk-effective-date').value = arguments[0]; return true;",
+            vec![serde_json::json!(date)],
+        )
+        .await
+        .expect("set the date");
+    let before_stage = writes(&cw).await.len();
+    browser
+        .wait_for("#bulk-effective")
+        .await
+        .click()
+        .await
+        .expect("click");
+    for k in &two {
+        browser
+            .wait_for(&format!(
+                "tr[data-key='{k}'] [data-testid=staged][data-date='{date}']"
+            ))
+            .await;
+        let item = browser
+            .wait_for(&format!("tr[data-testid=card][data-key='{k}']"))
+            .await;
+        assert_eq!(
+            item.attr("data-status")
+                .await
+                .expect("read data-status")
+                .as_deref(),
+            Some("open"),
+            "staging decides nothing"
+        );
+    }
+    assert_eq!(
+        writes(&cw).await.len(),
+        before_stage,
+        "staging wrote nothing"
+    );
+    for k in &two {
+        browser
+            .wait_for(&format!("tr[data-key='{k}'] input.card-select"))
+            .await
+            .click()
+            .await
+            .expect("select");
+    }
+    browser
+        .wait_for("#bulk-approve")
+        .await
+        .click()
+        .await
+        .expect("click");
+    browser.wait_for("#confirm-writes").await;
+    let rows = browser.select_all("[data-testid=confirm-row]").await;
+    let mut listed = Vec::new();
+    for row in &rows {
+        listed.push(
+            row.attr("data-key")
+                .await
+                .expect("read data-key")
+                .unwrap_or_default(),
+        );
+    }
+    listed.sort();
+    let mut expected = two.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "the confirmation lists both cards");
+    for date_cell in browser.select_all("[data-testid=confirm-date]").await {
+        assert_eq!(
+            date_cell.text().await.expect("text"),
+            date,
+            "with the staged date"
+        );
+    }
+    browser
+        .wait_text("#confirm-totals", "the totals", |t| {
+            t.starts_with("2 write(s)")
+        })
+        .await;
+    assert_eq!(
+        writes(&cw).await.len(),
+        before_stage,
+        "the confirmation wrote nothing"
+    );
+    browser.screenshot_to(&artifact("bulk-confirm")).await;
+    browser
+        .wait_for("#confirm-send")
+        .await
+        .click()
+        .await
+        .expect("click");
+    browser
+        .wait_text("#bulk-result-counts", "the decision", |t| {
+            t.contains("2 decided")
+        })
+        .await;
+    browser
+        .goto(&format!("{base}/app/cards?status=approved&view=list"))
+        .await
+        .expect("open the approved cards");
+    for k in &two {
+        let item = browser
+            .wait_for(&format!("tr[data-testid=card][data-key='{k}']"))
+            .await;
+        assert_eq!(
+            item.attr("data-status")
+                .await
+                .expect("read data-status")
+                .as_deref(),
+            Some("approved")
+        );
+        browser
+            .wait_text(
+                &format!("tr[data-key='{k}'] [data-testid=card-status]"),
+                "the decision with its date",
+                |t| t.contains(date),
+            )
+            .await;
+    }
+    browser.screenshot_to(&artifact("bulk-approved")).await;
     browser.close().await;
     drop(served);
 }

@@ -320,7 +320,8 @@ async fn the_api_over_a_reconciled_month_end() {
         assert!(approved.contains(c.key.as_str()));
     }
 
-    // "Set effective date" for a selection: an adjust with only a date.
+    // An adjustment of a selection with only a date (staging a date first
+    // is card_staging's).
     let dated: Vec<&ServiceCard> = reconcile
         .iter()
         .filter(|c| c.line.is_some())

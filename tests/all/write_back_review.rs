@@ -231,3 +231,93 @@ async fn a_changed_price_waits_for_a_person_and_is_written_once() {
     let applied = applied_writes(&write_log(&base, psa).await);
     assert_eq!(applied, first, "nothing more may reach the PSA");
 }
+
+/// Retry after review, end to end: the PSA (ConnectWise emulator) stores
+/// another unit price than sent, so the write-back ends needs review; a
+/// person retries it (`POST /api/v1/outbox/{id}/retry`, the card listed
+/// pending again); the worker runs it through the shipped connector against
+/// the emulator, now clean. The emulator's own write log shows the retry
+/// wrote nothing: the PSA already holds the change, so the entry is back in
+/// needs review, and nothing more is sent after further worker passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_review_is_sent_once_more_through_the_worker() {
+    let psa = &PSAS[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (emulators, _own, config) = psa_setup(psa, dir.path(), 4_000).await;
+    let running = &emulators.connectwise;
+    let base = running.base_url.clone();
+    let clock = TestClock::new();
+    let app = App::open_with_clock(Arc::new(config), clock.clock())
+        .await
+        .expect("app");
+    set_secrets(&app, psa).await;
+    let (run, cards) = approvable_cards(&app).await;
+    let card = cards.first().expect("an approvable card");
+    let token = add_token(&app, "approver", Role::Approver).await;
+    let server = serve(app.clone(), NO_WORKERS, None).await;
+    let http = Client::with_token(&server.base, &token);
+
+    running.faults.set_plan(FaultPlan {
+        path_contains: Some(psa.write_paths.to_owned()),
+        writes_only: true,
+        alter_written: 1,
+        alter_field: Some(AlteredField::Price),
+        ..FaultPlan::default()
+    });
+    app.decide(Some(run), &[card.key], &Action::Approve, "approver@test")
+        .await
+        .expect("approve");
+    rounds(&app, &clock).await;
+    running.faults.set_plan(FaultPlan::default());
+    let entry = entry_of(&app, &card.key).await;
+    assert_eq!(entry.status, OutboxStatus::NeedsReview, "{:?}", entry.error);
+    let before = write_log(&base, psa).await;
+    let first = applied_writes(&before);
+    assert!(!first.is_empty(), "the first attempt wrote nothing");
+    rounds(&app, &clock).await;
+    assert_eq!(
+        write_log(&base, psa).await.len(),
+        before.len(),
+        "nothing is re-sent while the entry waits for a person"
+    );
+
+    let retry = http
+        .post(
+            &format!("/api/v1/outbox/{}/retry", entry.id.0),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    let listed = http.get("/api/v1/cards?write_back=pending").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert!(
+        listed.text.contains(card.key.as_str()),
+        "the retried card is pending again: {}",
+        listed.text
+    );
+    rounds(&app, &clock).await;
+    // The worker ran the retry (a second attempt) through the connector,
+    // which read the PSA's line back first: the change is already there
+    // (at the PSA's price), so nothing is written again, and the entry is
+    // back in needs review with what the PSA holds.
+    let after = write_log(&base, psa).await;
+    assert_eq!(
+        applied_writes(&after),
+        first,
+        "the retry wrote nothing more: {:?}",
+        &after[before.len()..]
+    );
+    let done = entry_of(&app, &card.key).await;
+    assert_eq!(
+        done.attempts,
+        entry.attempts + 1,
+        "the worker ran the retry"
+    );
+    assert_eq!(done.status, OutboxStatus::NeedsReview, "{:?}", done.error);
+    rounds(&app, &clock).await;
+    assert_eq!(
+        write_log(&base, psa).await.len(),
+        after.len(),
+        "nothing is sent again after the retry"
+    );
+}
