@@ -332,7 +332,10 @@ async fn the_reconcile_date_is_the_msps_far_from_utc() {
             .expect("app opens");
         assert_eq!(app.today(), msp_day, "{zone}");
         let summary = app.reconcile().await.expect("reconcile");
-        assert_eq!(summary.as_of, msp_day, "{zone}: the run is as of the MSP's day");
+        assert_eq!(
+            summary.as_of, msp_day,
+            "{zone}: the run is as of the MSP's day"
+        );
         let runs = app.store().reconcile_runs(10).await.expect("runs");
         assert_eq!(runs[0].as_of, msp_day, "{zone}: recorded as the MSP's day");
         // The month whose period the run covers is the MSP's month.
