@@ -281,6 +281,39 @@ where
     }
 }
 
+/// A JSON object body that may be left out: an empty (or all-whitespace)
+/// body reads as `T::default()`; anything else is held to [`JsonBody`]'s
+/// rules (JSON `Content-Type`, an object of the documented fields).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for OptionalJsonBody<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+        // Read through `Bytes`' extractor so the router's body limit holds.
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let mut again = axum::extract::Request::new(axum::body::Body::from(bytes));
+        if let Some(content_type) = content_type {
+            again
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        JsonBody::from_request(again, state)
+            .await
+            .map(|JsonBody(value)| Self(value))
+    }
+}
+
 /// Query parameters whose rejections are answered as [`ApiError`]s.
 pub struct QueryParams<T>(pub T);
 

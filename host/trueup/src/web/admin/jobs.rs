@@ -11,7 +11,7 @@ use crate::jobs::{self, JobSpec};
 use crate::web::AppState;
 use crate::web::auth::Caller;
 use crate::web::cards::ListQuery;
-use crate::web::error::{ApiError, ApiResult, JsonBody, QueryParams};
+use crate::web::error::{ApiError, ApiResult, JsonBody, OptionalJsonBody, QueryParams};
 
 /// "Sync now".
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -99,23 +99,15 @@ pub struct ReconcileRequest {
     responses(
         (status = 202, description = "The job, queued", body = Enqueued),
         (status = 400, description = "The body is not the JSON described", body = crate::web::openapi::ErrorBody),
+        (status = 415, description = "A body was sent without Content-Type: application/json", body = crate::web::openapi::ErrorBody),
         (status = 422, description = "as_of is not a real date in the form YYYY-MM-DD, or lies after today", body = crate::web::openapi::ErrorBody),
     ),
 )]
 pub async fn reconcile_now(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    body: axum::body::Bytes,
+    OptionalJsonBody(request): OptionalJsonBody<ReconcileRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    let request: ReconcileRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReconcileRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body must be {{\"as_of\": \"YYYY-MM-DD\"}} or empty: {e}"
-            ))
-        })?
-    };
     let as_of = request
         .as_of
         .as_deref()
