@@ -114,6 +114,9 @@ fn token_from_row(r: &Row) -> Result<ApiToken> {
     })
 }
 
+/// Counts the enabled admins ($1 = the admin role, $2 = false).
+const ENABLED_ADMINS: &str = "SELECT COUNT(*) AS n FROM users WHERE role = $1 AND disabled = $2";
+
 /// Why a change to a user was refused: it would leave no enabled admin.
 pub const LAST_ADMIN: &str =
     "this is the last enabled admin: make another user an admin first, then change this one";
@@ -234,6 +237,20 @@ impl Store {
             )
             .await?;
         }
+        // Only a change that takes the last enabled admin away is refused:
+        // a store with no enabled admin (users made by tokens only) may
+        // still change its users.
+        let enabled_admins_before = if may_remove_admin {
+            tx.fetch_one(
+                sql(OP, "users", ENABLED_ADMINS)
+                    .bind(admin.clone())
+                    .bind(false),
+            )
+            .await?
+            .int("n")?
+        } else {
+            0
+        };
         let n = tx
             .execute(
                 sql(
@@ -254,18 +271,10 @@ impl Store {
         }
         if may_remove_admin {
             let left = tx
-                .fetch_one(
-                    sql(
-                        OP,
-                        "users",
-                        "SELECT COUNT(*) AS n FROM users WHERE role = $1 AND disabled = $2",
-                    )
-                    .bind(admin)
-                    .bind(false),
-                )
+                .fetch_one(sql(OP, "users", ENABLED_ADMINS).bind(admin).bind(false))
                 .await?
                 .int("n")?;
-            if left == 0 {
+            if left == 0 && enabled_admins_before > 0 {
                 // Dropping the transaction rolls the change back.
                 return Err(StoreError::invalid(OP, LAST_ADMIN));
             }
