@@ -285,8 +285,12 @@ async fn two_processes_share_one_postgres_job_queue() {
         processes.push(start(&binary, &config));
     }
     // Jobs due a moment from now, so both workers are polling when they
-    // become due.
-    const JOBS: usize = 40;
+    // become due. A worker claims its next job as soon as one ends but
+    // looks at an empty queue only every JOB_IDLE_POLL (500 ms), and an
+    // empty store reconciles in milliseconds: 40 jobs were once all done
+    // by one process before the other's next look (seen in CI). 200 keep
+    // the queue non-empty across several of the other's polls.
+    const JOBS: usize = 200;
     let run_at = Utc::now() + chrono::Duration::seconds(2);
     let mut ids = Vec::new();
     for i in 0..JOBS {
